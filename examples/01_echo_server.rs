@@ -1,0 +1,81 @@
+//! # 01_echo_server: your first server
+//!
+//! Every byte a client sends comes straight back (RFC 862, the "echo"
+//! service). It is the smallest useful server, which makes it the best place
+//! to see the life of one: **bind** an address, **listen**, **accept** a
+//! connection, **read** and **write** until the client hangs up.
+//!
+//! Run it, then talk to it from another terminal:
+//!
+//! ```text
+//! cargo run --example 01_echo_server
+//! printf 'hi\n' | nc -N 127.0.0.1 7001        # prints: hi
+//! ```
+//!
+//! Chapter 2 (`docs/02-echo.md`) walks through this file.
+
+use netlessons::cli::Command;
+use netlessons::connection::Connection;
+use netlessons::server::Server;
+use std::io;
+use std::process::ExitCode;
+
+/// The first read buffer. Most messages are small; starting small keeps ten
+/// thousand idle connections cheap (see chapter 8).
+const FIRST_BUFFER: usize = 2 * 1024;
+/// The buffer grows (doubling) while reads fill it, up to this size, so a
+/// client streaming megabytes gets big reads and few system calls.
+const MAX_BUFFER: usize = 64 * 1024;
+
+fn main() -> ExitCode {
+    let args = Command::new(
+        "01_echo_server",
+        "An echo server: every byte a client sends is sent straight back.",
+    )
+    .server_options("127.0.0.1:7001", Some(300))
+    .after_help("Try it, from another terminal:\n  printf 'hi\\n' | nc -N 127.0.0.1 7001")
+    .parse_env();
+
+    // Step 1: bind. This claims the address (IP + port) for us; if another
+    // program holds it, this is where we find out.
+    let server = match Server::bind(args.server_config("echo", None)) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The one line on stdout: tests and scripts read the real address from
+    // it (with --addr 127.0.0.1:0 the OS picks the port).
+    println!("listening on {}", server.local_addr());
+
+    // Step 2: accept connections forever, one thread each, running `echo`.
+    if let Err(e) = server.serve(echo) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Talks to one client: copy everything it sends back to it.
+fn echo(mut conn: Connection) -> io::Result<()> {
+    let mut buf = vec![0u8; FIRST_BUFFER];
+    loop {
+        // A read returns whatever has arrived so far: maybe one byte, maybe
+        // many messages glued together. TCP keeps no message boundaries,
+        // and echo needs none: we send back exactly the bytes we got.
+        let n = conn.read_some(&mut buf)?;
+        if n == 0 {
+            // 0 bytes means end of stream: the client closed its sending
+            // side. Returning drops the connection, which closes ours.
+            return Ok(());
+        }
+        conn.send_data(&buf[..n])?;
+        // Send now: the client is probably waiting for this reply before it
+        // sends more. (read_some would also flush before waiting.)
+        conn.flush()?;
+        if n == buf.len() && buf.len() < MAX_BUFFER {
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! [`Connection`]: one TCP socket, its buffers, its timeouts and its trace.
+//!
+//! Every example talks through a `Connection`, on the server side (the
+//! [`crate::server`] runner makes one per client) and on the client side
+//! ([`Connection::connect`]). It adds four things to a bare `TcpStream`:
+//!
+//! 1. **Buffers.** Reading a socket one byte at a time costs a system call per
+//!    byte; a [`BufReader`] reads whatever has arrived in one call and hands it
+//!    out piece by piece. Writes are collected in a [`BufWriter`] and sent when
+//!    we [`flush`](Connection::flush) (or before we wait to read).
+//! 2. **Framing with limits**, from [`crate::framing`]: [`read_line`](Connection::read_line)
+//!    and [`read_body`](Connection::read_body).
+//! 3. **Timeouts.** A peer that says nothing for the idle timeout is dropped,
+//!    and so is one that starts a line and then trickles it a byte at a time
+//!    (a *slow-loris* attack, which would otherwise tie up a thread forever).
+//! 4. **Tracing** (`--trace`), from [`crate::trace`].
+
+use crate::framing::{self, LineState};
+use crate::trace::{Direction, Trace};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a line may take to arrive once its first byte has (30 s).
+pub const LINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Size of the read and write buffers. 8 KiB is std's default: big enough that
+/// a line or a chunk of a file fits in one system call, small enough that
+/// thousands of connections do not add up to much memory.
+const BUFFER_SIZE: usize = 8 * 1024;
+
+/// The bytes that end each line we send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnding {
+    /// `\n`, for our own line protocols (chat, file transfer, auth).
+    Lf,
+    /// `\r\n`, which SMTP and POP3 require on the wire.
+    CrLf,
+}
+
+impl LineEnding {
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            LineEnding::Lf => b"\n",
+            LineEnding::CrLf => b"\r\n",
+        }
+    }
+}
+
+/// A `TcpStream` that several owners can share without duplicating the file
+/// descriptor: the reader, the writer and (on a server) the shutdown registry
+/// hold the same socket. `&TcpStream` implements `Read` and `Write`, which is
+/// what makes this work.
+#[derive(Debug, Clone)]
+pub struct SharedStream(Arc<TcpStream>);
+
+impl SharedStream {
+    /// Wraps a stream so that it can be shared.
+    pub fn new(stream: TcpStream) -> SharedStream {
+        SharedStream(Arc::new(stream))
+    }
+
+    /// The socket itself, for `peer_addr`, `shutdown` or timeouts.
+    pub fn socket(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+impl Read for SharedStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for SharedStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One side of a TCP conversation: buffered, framed, timed and traced.
+#[derive(Debug)]
+pub struct Connection {
+    reader: BufReader<SharedStream>,
+    writer: BufWriter<SharedStream>,
+    peer: SocketAddr,
+    trace: Trace,
+    idle_timeout: Option<Duration>,
+    line_timeout: Option<Duration>,
+    /// The read timeout currently set on the socket, so we only make the
+    /// system call when it changes.
+    current_read_timeout: Option<Duration>,
+    line_ending: LineEnding,
+}
+
+impl Connection {
+    /// Wraps an accepted or connected stream. `trace` turns on `--trace` output.
+    ///
+    /// Sets `TCP_NODELAY`: we always send whole messages and flush them, so
+    /// Nagle's algorithm (which holds back small writes hoping to merge them)
+    /// would only add delay to every request/response round trip.
+    pub fn new(stream: TcpStream, trace: bool) -> io::Result<Connection> {
+        Connection::from_shared(SharedStream::new(stream), trace)
+    }
+
+    /// Like [`Connection::new`], for a stream that is already shared (the
+    /// server runner keeps a handle to wake the connection at shutdown).
+    pub fn from_shared(shared: SharedStream, trace: bool) -> io::Result<Connection> {
+        let peer = shared.socket().peer_addr()?;
+        shared.socket().set_nodelay(true)?;
+        Ok(Connection {
+            reader: BufReader::with_capacity(BUFFER_SIZE, shared.clone()),
+            writer: BufWriter::with_capacity(BUFFER_SIZE, shared),
+            peer,
+            trace: Trace::new(peer, trace),
+            idle_timeout: None,
+            line_timeout: Some(LINE_TIMEOUT),
+            current_read_timeout: None,
+            line_ending: LineEnding::Lf,
+        })
+    }
+
+    /// Connects to `addr` (for clients), with an error that says what to check.
+    ///
+    /// ```no_run
+    /// use netlessons::connection::Connection;
+    /// let mut conn = Connection::connect("127.0.0.1:7001", false)?;
+    /// conn.send_line("hello")?;
+    /// conn.flush()?;
+    /// let reply = conn.read_line(1024)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn connect<A: ToSocketAddrs + std::fmt::Display>(addr: A, trace: bool) -> io::Result<Connection> {
+        let stream = TcpStream::connect(&addr).map_err(|e| connect_error(&addr.to_string(), e))?;
+        Connection::new(stream, trace)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The trace for this connection (to note events such as timeouts).
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// The socket, e.g. to `shutdown` it or to `try_clone` it.
+    pub fn socket(&self) -> &TcpStream {
+        self.reader.get_ref().socket()
+    }
+
+    /// Another handle on the same socket, for a second thread that writes
+    /// while this one reads (the chat server's per-client writer).
+    pub fn shared_stream(&self) -> SharedStream {
+        self.reader.get_ref().clone()
+    }
+
+    /// Drops the peer if it completes no message for this long (`None`: never).
+    /// Also bounds how long a write may block on a peer that stopped reading.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.idle_timeout = timeout;
+        self.socket().set_write_timeout(timeout)
+    }
+
+    /// Drops the peer if a line, once started, takes longer than this to
+    /// finish (`None`: never). Defaults to [`LINE_TIMEOUT`].
+    pub fn set_line_timeout(&mut self, timeout: Option<Duration>) {
+        self.line_timeout = timeout;
+    }
+
+    /// Which line ending [`send_line`](Connection::send_line) appends.
+    pub fn set_line_ending(&mut self, ending: LineEnding) {
+        self.line_ending = ending;
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if self.current_read_timeout != timeout {
+            self.socket().set_read_timeout(timeout)?;
+            self.current_read_timeout = timeout;
+        }
+        Ok(())
+    }
+
+    /// Reads one line of at most `max` bytes, without its line ending.
+    ///
+    /// `Ok(None)` is a clean close between lines; see [`framing`] for the
+    /// errors. Before waiting, this flushes anything we have written: a
+    /// request sitting in *our* buffer while we wait for the answer to it
+    /// would wait forever.
+    pub fn read_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
+        self.flush()?;
+        let idle = self.idle_timeout;
+        let line_limit = self.line_timeout;
+        let mut started: Option<Instant> = None;
+        let mut current = self.current_read_timeout;
+        let result = framing::read_line_with(&mut self.reader, max, |reader, state| {
+            // Pick the read timeout for the wait that is about to happen:
+            // between lines, the peer may think for up to the idle timeout;
+            // inside a line, only what is left of the line timeout.
+            let wanted = match (state, line_limit) {
+                (LineState::Idle, _) | (LineState::Started, None) => idle,
+                (LineState::Started, Some(limit)) => {
+                    let since = *started.get_or_insert_with(Instant::now);
+                    let left = limit.saturating_sub(since.elapsed());
+                    if left.is_zero() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("line not finished within {} s", limit.as_secs()),
+                        ));
+                    }
+                    Some(idle.map_or(left, |i| i.min(left)))
+                }
+            };
+            if wanted != current {
+                reader.get_ref().socket().set_read_timeout(wanted)?;
+                current = wanted;
+            }
+            Ok(())
+        });
+        self.current_read_timeout = current;
+        match result {
+            Ok(Some(line)) => {
+                self.trace.line(Direction::Received, &line);
+                Ok(Some(line))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.explain_timeout(e, started.is_some())),
+        }
+    }
+
+    /// Like [`read_line`](Connection::read_line), but the line must be UTF-8.
+    /// Invalid UTF-8 is an [`io::ErrorKind::InvalidData`] error.
+    pub fn read_text_line(&mut self, max: usize) -> io::Result<Option<String>> {
+        match self.read_line(max)? {
+            None => Ok(None),
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "line is not valid UTF-8")),
+        }
+    }
+
+    /// Discards the rest of the current line (after a too-long error).
+    /// Returns `Ok(false)` if the stream ended first.
+    pub fn skip_line(&mut self) -> io::Result<bool> {
+        self.set_read_timeout(self.idle_timeout.or(self.line_timeout))?;
+        framing::skip_line(&mut self.reader)
+    }
+
+    /// Reads exactly `len` bytes of a counted body into `sink`, through a
+    /// fixed-size buffer, so a 1 GiB upload never sits in memory. `on_chunk`
+    /// sees every chunk as it passes (to hash it, or to draw a progress bar).
+    ///
+    /// A stream that ends early is an [`io::ErrorKind::UnexpectedEof`] error.
+    pub fn read_body<W: Write + ?Sized>(
+        &mut self,
+        len: u64,
+        sink: &mut W,
+        mut on_chunk: impl FnMut(&[u8]),
+    ) -> io::Result<()> {
+        self.flush()?;
+        self.set_read_timeout(self.idle_timeout)?;
+        let mut left = len;
+        while left > 0 {
+            let available = match self.reader.fill_buf() {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.explain_timeout(e, false)),
+            };
+            if available.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed after {} of {len} body bytes",
+                        len - left
+                    ),
+                ));
+            }
+            let n = available.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let chunk = &available[..n];
+            on_chunk(chunk);
+            sink.write_all(chunk)?;
+            self.trace.body(Direction::Received, n);
+            self.reader.consume(n);
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads whatever bytes have arrived (at least one), for protocols with no
+    /// framing at all such as echo. `Ok(0)` means the peer closed its side.
+    pub fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.flush()?;
+        self.set_read_timeout(self.idle_timeout)?;
+        // If the BufReader holds bytes (after a line read), hand those out
+        // first; otherwise read straight into `buf`, skipping a copy.
+        let n = if self.reader.buffer().is_empty() {
+            loop {
+                match self.reader.get_mut().read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            }
+        } else {
+            self.reader.read(buf)
+        }
+        .map_err(|e| self.explain_timeout(e, false))?;
+        if n > 0 {
+            self.trace.data(Direction::Received, &buf[..n]);
+        }
+        Ok(n)
+    }
+
+    /// Queues one line plus the line ending (see [`set_line_ending`](Connection::set_line_ending)).
+    /// Nothing is sent until [`flush`](Connection::flush) or the next read.
+    pub fn send_line(&mut self, line: impl AsRef<[u8]>) -> io::Result<()> {
+        let line = line.as_ref();
+        self.trace.line(Direction::Sent, line);
+        framing::write_line_ending(&mut self.writer, line, self.line_ending.bytes())
+    }
+
+    /// Queues raw body bytes, traced by size only.
+    pub fn send_body(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.trace.body(Direction::Sent, bytes.len());
+        self.writer.write_all(bytes)
+    }
+
+    /// Queues raw stream data, traced as text when it is readable (echo).
+    pub fn send_data(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.trace.data(Direction::Sent, bytes);
+        self.writer.write_all(bytes)
+    }
+
+    /// Sends everything queued.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+
+    /// Flushes, then closes our sending side: the peer reads end-of-stream,
+    /// while we can still read what it sends.
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.socket().shutdown(Shutdown::Write)
+    }
+
+    /// Turns a read timeout into an error that says which limit was hit.
+    /// (On Unix a timed-out read reports `WouldBlock`, on Windows `TimedOut`.)
+    fn explain_timeout(&self, e: io::Error, mid_message: bool) -> io::Error {
+        if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+            return e;
+        }
+        let text = match (mid_message, self.line_timeout, self.idle_timeout) {
+            (true, Some(limit), _) => format!("line not finished within {} s", limit.as_secs()),
+            (_, _, Some(idle)) => format!("idle for {} s (idle timeout)", idle.as_secs()),
+            _ => "timed out".to_string(),
+        };
+        self.trace.note(&text);
+        io::Error::new(io::ErrorKind::TimedOut, text)
+    }
+}
+
+/// Builds the error a learner sees when a connection attempt fails, with a
+/// hint for the usual causes.
+pub fn connect_error(addr: &str, e: io::Error) -> io::Error {
+    let hint = match e.kind() {
+        io::ErrorKind::ConnectionRefused => {
+            " (nothing is listening there: is the server running, and on that port?)"
+        }
+        io::ErrorKind::TimedOut => " (no answer: is a firewall dropping packets, or the host down?)",
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+            " (no route to that address: check it and your network)"
+        }
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("could not connect to {addr}: {e}{hint}"))
+}

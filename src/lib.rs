@@ -1,0 +1,42 @@
+//! # netlessons: client/server programming with blocking `std::net`
+//!
+//! A teaching crate. You learn how networked programs work by reading a short
+//! chapter, running a small server and its client, and talking to the server
+//! with real tools (`nc`, `curl`, Python). Four examples build on each other:
+//!
+//! | step | example | what it teaches |
+//! |---|---|---|
+//! | 1 | `01_echo_server` / `01_echo_client` | sockets, bind/listen/accept/connect, TCP as a byte stream |
+//! | 2 | `02_chat_server` / `02_chat_client` | many clients, threads, shared state, backpressure |
+//! | 3 | `03_file_server` / `03_file_client` | binary data, counted bodies, digests, atomic writes, authentication |
+//! | 4 | `04_mail_relay` / `04_mail_client` | SMTP and POP3, store-and-forward, durable spooling, no open relay |
+//!
+//! The chapters live in `docs/` and, compiled into these docs, under [`tutorial`].
+//!
+//! **This is a teaching crate.** There is no TLS and the servers are kept
+//! simple on purpose: run them on your own machine or your own network, never
+//! on the open internet. By default they only answer the local networks.
+//!
+//! # Layout
+//!
+//! * [`framing`]: where one message ends and the next begins (lines, length prefixes), with limits.
+//! * [`connection`]: one socket with its buffers, timeouts and trace; used by servers and clients.
+//! * [`server`]: the thread-per-connection runner: allowlist, connection cap, idle timeout, shutdown.
+//! * [`auth`]: the HMAC challenge-response handshake (both sides) and the users file.
+//! * [`sha256`]: SHA-256, HMAC-SHA256 and a constant-time comparison (std has none).
+//! * [`subnet`]: CIDR blocks and the [`Allowlist`](subnet::Allowlist) of who may connect.
+//! * [`cli`]: the small flag parser the examples share.
+//! * [`trace`]: `--trace`, printing every message that crosses the wire.
+//! * [`tutorial`]: the course chapters, as documentation.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod cli;
+pub mod connection;
+pub mod framing;
+pub mod server;
+pub mod sha256;
+pub mod subnet;
+pub mod trace;
+pub mod tutorial;

@@ -1,0 +1,339 @@
+//! The thread-per-connection server runner every example uses.
+//!
+//! A server's life is a loop: **accept** a connection, hand it to someone who
+//! will talk to that client, and go straight back to accepting. Here "someone"
+//! is a new thread per connection, the simplest design there is: each thread
+//! runs plain blocking code, and while one waits for its client the others
+//! carry on. (What it costs, and what replaces it at scale, is chapter 8.)
+//!
+//! Before a connection gets its thread, the runner plays gatekeeper, because
+//! *the server decides who it serves*:
+//!
+//! 1. **Who may connect.** A peer outside the [`Allowlist`] is closed before a
+//!    single byte is read or written.
+//! 2. **How many at once.** Past `max_conns`, a client gets the example's
+//!    refusal (`busy_reply`) and is closed; threads are not free.
+//! 3. **How long.** Each [`Connection`] gets the idle timeout, so a silent
+//!    client cannot hold a thread forever.
+//!
+//! ```no_run
+//! use netlessons::server::{Server, ServerConfig};
+//!
+//! let server = Server::bind(ServerConfig::new("127.0.0.1:0"))?;
+//! println!("listening on {}", server.local_addr());
+//! server.serve(|mut conn| {
+//!     while let Some(line) = conn.read_line(1024)? {
+//!         conn.send_line(line)?; // a line-echo server
+//!     }
+//!     Ok(())
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use crate::connection::{Connection, SharedStream};
+use crate::subnet::Allowlist;
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+/// How the runner treats connections. Build one with [`ServerConfig::new`]
+/// and change the fields you need (the examples fill it from their flags with
+/// [`crate::cli::Matches::server_config`]).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on, such as `127.0.0.1:7001` (port 0: any free port).
+    pub addr: String,
+    /// Who may connect. Default: [`Allowlist::local_networks`].
+    pub allow: Allowlist,
+    /// At most this many clients at once (`None`: no limit).
+    pub max_conns: Option<usize>,
+    /// Drop a client that completes no message for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Show every message on stderr (`--trace`).
+    pub trace: bool,
+    /// What a client over `max_conns` is sent before it is closed (`None`: nothing).
+    pub busy_reply: Option<Vec<u8>>,
+    /// Name prefix for connection threads, shown by debuggers and `top -H`.
+    pub name: String,
+    /// Stack size of each connection thread, in bytes.
+    pub stack_size: usize,
+}
+
+/// Default stack per connection thread: 256 KiB (Rust's default is 2 MiB).
+///
+/// A stack is reserved address space; only the pages a thread actually
+/// touches cost memory. Our handlers keep big buffers on the heap, so a small
+/// stack is plenty and lets one process hold ten thousand threads.
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+impl ServerConfig {
+    /// A configuration with the course defaults: local networks only, no
+    /// connection limit, no idle timeout, no trace.
+    pub fn new(addr: impl Into<String>) -> ServerConfig {
+        ServerConfig {
+            addr: addr.into(),
+            allow: Allowlist::local_networks(),
+            max_conns: None,
+            idle_timeout: None,
+            trace: false,
+            busy_reply: None,
+            name: "conn".to_string(),
+            stack_size: DEFAULT_STACK_SIZE,
+        }
+    }
+}
+
+/// A bound listener, ready to [`serve`](Server::serve).
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: ServerConfig,
+    shared: Arc<Shared>,
+}
+
+/// What the accept loop and the connection threads share.
+#[derive(Debug, Default)]
+struct Shared {
+    stopping: AtomicBool,
+    live: Mutex<Live>,
+    /// Signalled whenever a connection ends, for a shutdown waiting on them.
+    ended: Condvar,
+}
+
+/// The connections being served, by id. The runner keeps a handle on each
+/// socket so that [`ShutdownHandle::shutdown`] can wake threads blocked in a read.
+#[derive(Debug, Default)]
+struct Live {
+    next_id: u64,
+    conns: HashMap<u64, SharedStream>,
+}
+
+impl Shared {
+    fn live(&self) -> MutexGuard<'_, Live> {
+        // A panicking connection thread cannot leave `Live` half-changed (each
+        // change is one insert or remove), so a poisoned lock is safe to use.
+        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Removes a connection from [`Live`] when its thread ends, even by a panic.
+struct Registration {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.live().conns.remove(&self.id);
+        self.shared.ended.notify_all();
+    }
+}
+
+impl Server {
+    /// Binds the listening socket.
+    ///
+    /// The error for a port already in use says so in plain words, since it
+    /// is the first problem everyone meets (often an earlier run still alive).
+    pub fn bind(config: ServerConfig) -> io::Result<Server> {
+        let listener = TcpListener::bind(&config.addr).map_err(|e| bind_error(&config.addr, e))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Server {
+            listener,
+            local_addr,
+            config,
+            shared: Arc::default(),
+        })
+    }
+
+    /// The address actually bound: with port 0 the OS picks a free port, and
+    /// this is where to find out which.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// A handle that stops this server from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            shared: Arc::clone(&self.shared),
+            wake_addr: wake_address(self.local_addr),
+        }
+    }
+
+    /// Accepts connections until shut down, running `handler` on its own
+    /// thread for each client that passes the gate. An error the handler
+    /// returns is logged on stderr with the peer's address.
+    ///
+    /// Returns once [`ShutdownHandle::shutdown`] was called and every
+    /// connection thread has finished.
+    pub fn serve<H>(self, handler: H) -> io::Result<()>
+    where
+        H: Fn(Connection) -> io::Result<()> + Send + Sync + 'static,
+    {
+        let handler = Arc::new(handler);
+        while !self.shared.stopping.load(Ordering::SeqCst) {
+            let (stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    if self.shared.stopping.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    // Usually "too many open files". Retrying at once would
+                    // spin at 100% CPU; a short pause lets connections close.
+                    log(format_args!("accept failed: {e}; retrying shortly"));
+                    thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                break; // the wake-up connection from shutdown()
+            }
+            self.admit(stream, peer, &handler);
+        }
+        self.finish();
+        Ok(())
+    }
+
+    /// The gate: allowlist, then the connection cap, then a thread. Kept light,
+    /// because while this runs nobody else is being accepted.
+    fn admit<H>(&self, stream: TcpStream, peer: SocketAddr, handler: &Arc<H>)
+    where
+        H: Fn(Connection) -> io::Result<()> + Send + Sync + 'static,
+    {
+        if !self.config.allow.contains(peer.ip()) {
+            // Dropping the stream closes it: the peer sees end-of-stream
+            // without a byte. Not counted against max_conns.
+            log(format_args!("{peer} refused: not in the allowlist ({})", self.config.allow));
+            return;
+        }
+        let shared_stream = SharedStream::new(stream);
+        let id = {
+            let mut live = self.shared.live();
+            if self.config.max_conns.is_some_and(|max| live.conns.len() >= max) {
+                drop(live);
+                log(format_args!("{peer} refused: server full"));
+                refuse(shared_stream.socket(), self.config.busy_reply.as_deref());
+                return;
+            }
+            let id = live.next_id;
+            live.next_id += 1;
+            live.conns.insert(id, shared_stream.clone());
+            id
+        };
+        let registration = Registration {
+            shared: Arc::clone(&self.shared),
+            id,
+        };
+        let handler = Arc::clone(handler);
+        let trace = self.config.trace;
+        let idle = self.config.idle_timeout;
+        let spawned = thread::Builder::new()
+            .name(format!("{}-{id}", self.config.name))
+            .stack_size(self.config.stack_size)
+            .spawn(move || {
+                let _registration = registration;
+                let result = Connection::from_shared(shared_stream, trace).and_then(|mut conn| {
+                    conn.set_idle_timeout(idle)?;
+                    handler(conn)
+                });
+                if let Err(e) = result {
+                    log(format_args!("{peer} {e}"));
+                }
+            });
+        if let Err(e) = spawned {
+            // Out of threads or memory: this client is dropped (the
+            // registration was moved into the failed closure and is dropped
+            // with it), everyone else carries on.
+            log(format_args!("{peer} dropped: could not start a thread: {e}"));
+        }
+    }
+
+    /// After the accept loop: wake every connection blocked in a read, then
+    /// wait for all of them to finish.
+    fn finish(&self) {
+        let mut live = self.shared.live();
+        for stream in live.conns.values() {
+            let _ = stream.socket().shutdown(Shutdown::Both);
+        }
+        while !live.conns.is_empty() {
+            live = self
+                .shared
+                .ended
+                .wait(live)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+/// Stops a running [`Server`] from another thread.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+    wake_addr: SocketAddr,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to stop. A thread blocked in `accept()` cannot be
+    /// interrupted in std, so we set the flag and then connect to the server
+    /// ourselves: `accept` returns, the loop sees the flag, and it ends.
+    pub fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.wake_addr, Duration::from_secs(1));
+    }
+}
+
+/// Where to connect to wake a listener: its own address, except that a
+/// wildcard (`0.0.0.0`, `::`) is not something one can connect to, so we use
+/// loopback of the same family instead.
+fn wake_address(local: SocketAddr) -> SocketAddr {
+    let ip = match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, local.port())
+}
+
+/// Sends the refusal (if any) and closes. The write cannot block for long:
+/// the socket is fresh, so its send buffer is empty.
+fn refuse(socket: &TcpStream, reply: Option<&[u8]>) {
+    if let Some(reply) = reply {
+        let _ = socket.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = (&*socket).write_all(reply);
+    }
+    let _ = socket.shutdown(Shutdown::Write);
+}
+
+/// A log line on stderr (stdout is kept for the `listening on` line and for
+/// what a program is asked to print).
+fn log(args: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "{args}");
+}
+
+/// Turns a bind failure into advice.
+fn bind_error(addr: &str, e: io::Error) -> io::Error {
+    let hint = match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            " (another program, maybe an earlier run of this server, holds that port: \
+             stop it, or choose another port with --addr)"
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            " (that IP address does not belong to this machine: use 127.0.0.1, \
+             0.0.0.0, or one of this machine's addresses)"
+        }
+        io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need administrator rights: pick a port above 1024)"
+        }
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("could not listen on {addr}: {e}{hint}"))
+}

@@ -1,0 +1,8 @@
+//! The course, chapter by chapter.
+//!
+//! These are the Markdown files in `docs/`, included here so that `cargo doc`
+//! renders them and `cargo test` compiles and runs every Rust snippet in them:
+//! the text cannot drift away from the code. Read them in order.
+
+#[doc = include_str!("../docs/README.md")]
+pub mod index {}

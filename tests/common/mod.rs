@@ -1,0 +1,350 @@
+//! Test support: start an example (or a learner's program), find its address,
+//! keep its output drained, and kill and reap it when the test ends.
+//!
+//! # Pointing the tests at your own program
+//!
+//! Every example can be replaced by any program, in any language, through an
+//! environment variable named after the example in upper case:
+//!
+//! ```text
+//! NETLESSONS_01_ECHO_SERVER="python3 my_echo.py" cargo test --test ex01_echo
+//! ```
+//!
+//! The program is run as `sh -c 'exec <your command> "$@"' sh --addr 127.0.0.1:0 …`,
+//! must honour `--addr`, and must print `listening on ADDR` as its first line
+//! on stdout. Tests of the reference's extra flags (`--allow`, `--max-conns`,
+//! …) are skipped under an override, and say so.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to print its `listening on` line.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Read/write timeout on test sockets: a hung server fails the test instead
+/// of hanging it.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The environment variable that overrides `example`, e.g.
+/// `NETLESSONS_01_ECHO_SERVER`.
+pub fn override_var(example: &str) -> String {
+    format!("NETLESSONS_{}", example.to_uppercase())
+}
+
+/// The learner's command replacing `example`, if the instructor set one.
+pub fn override_command(example: &str) -> Option<String> {
+    std::env::var(override_var(example)).ok().filter(|c| !c.trim().is_empty())
+}
+
+/// True if `example` runs the reference implementation. Otherwise prints
+/// that the test `what` was skipped (it checks a reference-only feature).
+pub fn reference_only(example: &str, what: &str) -> bool {
+    if override_command(example).is_some() {
+        say(&format!(
+            "skipped under {}: {what} (a feature of the reference example, not of the exercise)",
+            override_var(example)
+        ));
+        return false;
+    }
+    true
+}
+
+/// Writes a note on the real stderr (libtest captures `eprintln!`).
+pub fn say(text: &str) {
+    let _ = writeln!(io::stderr(), "{text}");
+}
+
+/// Is a command-line tool installed? If not, say the test is skipped.
+pub fn have(tool: &str, test: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        say(&format!("skipped {test}: `{tool}` is not installed"));
+    }
+    found
+}
+
+/// Builds an example once per test process with the same `cargo` that built
+/// the tests, and returns the path of its executable.
+///
+/// Examples have no `CARGO_BIN_EXE_*` variables, and `cargo test --test X`
+/// alone does not build them, hence this.
+pub fn example_path(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(path) = built.get(name) {
+        return path.clone();
+    }
+    let output = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", name, "--message-format=json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("could not run cargo to build the example");
+    assert!(output.status.success(), "cargo build --example {name} failed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let path = stdout
+        .lines()
+        .filter(|l| l.contains("\"compiler-artifact\"") && l.contains(&format!("\"name\":\"{name}\"")))
+        .find_map(|l| {
+            let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+            let end = l[start..].find('"')? + start;
+            Some(PathBuf::from(&l[start..end]))
+        })
+        .unwrap_or_else(|| panic!("cargo did not report an executable for example {name}"));
+    built.insert(name.to_string(), path.clone());
+    path
+}
+
+/// A `Command` that runs `example`: the learner's program under an override,
+/// else the reference example.
+pub fn command(example: &str) -> Command {
+    match override_command(example) {
+        // `exec` replaces the shell with the program, so that killing the
+        // child kills the program itself, not just a shell around it.
+        Some(cmd) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("exec {cmd} \"$@\""), "sh"]);
+            c
+        }
+        None => Command::new(example_path(example)),
+    }
+}
+
+/// Output collected from a running server's stderr.
+#[derive(Default)]
+struct Collected {
+    text: Mutex<String>,
+    grew: Condvar,
+}
+
+/// A running server example. Killed and reaped on drop.
+pub struct Server {
+    name: String,
+    child: Child,
+    listeners: Vec<(String, SocketAddr)>,
+    stderr: Arc<Collected>,
+    stdout: Arc<Collected>,
+}
+
+impl Server {
+    /// Starts `example` with `--addr 127.0.0.1:0` plus `args`, and waits for
+    /// its `listening on` line.
+    pub fn start(example: &str, args: &[&str]) -> Server {
+        Server::start_with(example, &["--addr", "127.0.0.1:0"], args, 1)
+    }
+
+    /// Starts `example` with `addr_args` then `args`, expecting `listeners`
+    /// `listening on` lines (the mail relay has two).
+    pub fn start_with(example: &str, addr_args: &[&str], args: &[&str], listeners: usize) -> Server {
+        let mut child = command(example)
+            .args(addr_args)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {example}: {e}"));
+        let stderr = Arc::new(Collected::default());
+        let stdout = Arc::new(Collected::default());
+        // Keep draining stderr (and stdout below) for the server's whole
+        // life: with --trace it writes a lot, and a full pipe would block it.
+        drain(child.stderr.take().unwrap(), Arc::clone(&stderr));
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let stdout_sink = Arc::clone(&stdout);
+        thread::spawn(move || {
+            let mut lines = BufReader::new(out);
+            let mut line = String::new();
+            while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let _ = tx.send(line.clone());
+                stdout_sink.text.lock().unwrap().push_str(&line);
+                stdout_sink.grew.notify_all();
+                line.clear();
+            }
+        });
+        let mut server = Server {
+            name: example.to_string(),
+            child,
+            listeners: Vec::new(),
+            stderr,
+            stdout,
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while server.listeners.len() < listeners {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => panic!(
+                    "{example} did not print 'listening on ADDR' within {:?}; its stderr:\n{}",
+                    STARTUP_TIMEOUT,
+                    server.stderr()
+                ),
+            };
+            let rest = line.trim_end().strip_prefix("listening on ").unwrap_or_else(|| {
+                panic!("{example}: expected 'listening on ADDR' first on stdout, got {line:?}")
+            });
+            let (addr, label) = match rest.split_once(' ') {
+                Some((addr, label)) => (addr, label.trim_matches(|c| c == '(' || c == ')')),
+                None => (rest, ""),
+            };
+            let addr: SocketAddr = addr
+                .parse()
+                .unwrap_or_else(|e| panic!("{example}: bad address in {line:?}: {e}"));
+            server.listeners.push((label.to_string(), addr));
+        }
+        server
+    }
+
+    /// The (first) listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.listeners[0].1
+    }
+
+    /// The address printed with ` (label)`, e.g. `pop3`.
+    pub fn addr_of(&self, label: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(l, _)| l == label)
+            .unwrap_or_else(|| panic!("{} printed no 'listening on … ({label})' line", self.name))
+            .1
+    }
+
+    /// Everything the server wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.text.lock().unwrap().clone()
+    }
+
+    /// Everything the server wrote on stdout so far (its `listening on` lines included).
+    pub fn stdout(&self) -> String {
+        self.stdout.text.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr contains `needle`; false after `timeout`.
+    pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> bool {
+        wait_for(&self.stderr, needle, timeout)
+    }
+
+    /// Is the process still running?
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process id (to count its threads in /proc, say).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server at once (SIGKILL: no chance to clean up) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn drain(mut from: impl Read + Send + 'static, into: Arc<Collected>) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.text.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            into.grew.notify_all();
+        }
+    });
+}
+
+fn wait_for(collected: &Collected, needle: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut text = collected.text.lock().unwrap();
+    loop {
+        if text.contains(needle) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        text = collected.grew.wait_timeout(text, left).unwrap().0;
+    }
+}
+
+/// Connects to `addr` with [`IO_TIMEOUT`] on reads and writes.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+        .unwrap_or_else(|e| panic!("could not connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Reads until the peer closes; panics on a timeout or error.
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).expect("reading until the server closes");
+    out
+}
+
+/// A small seeded pseudo-random generator (xorshift64*), so tests can make
+/// varied data without crates, and print the seed to reproduce a failure.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (0 is replaced, xorshift needs a non-zero state).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// A seed from the clock, printed so a failing run can be repeated.
+    pub fn from_time(test: &str) -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        say(&format!("{test}: seed {seed}"));
+        Rng::new(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// A fresh, empty folder for one test under the target directory, removed first if left over.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,328 @@
+//! Example 01, the echo server and client: its contract, interop with real
+//! clients, and the chapter's exercises.
+//!
+//! Check your own echo server with:
+//! `NETLESSONS_01_ECHO_SERVER="python3 my_echo.py" cargo test --test ex01_echo`
+
+mod common;
+
+use assert_cmd::Command as AssertCommand;
+use common::{Rng, Server, connect, have, read_to_end, reference_only};
+use predicates::prelude::*;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const SERVER: &str = "01_echo_server";
+const CLIENT: &str = "01_echo_client";
+
+/// Sends `payload` from another thread while reading the echo here, then
+/// half-closes; returns everything echoed until the server closed.
+///
+/// Writing and reading at the same time matters: if we wrote 4 MiB before
+/// reading, the server's replies would fill our receive buffer, the server
+/// would stop reading, and both sides would wait for each other forever.
+fn echo_round_trip(stream: TcpStream, payload: Vec<u8>) -> Vec<u8> {
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        writer.write_all(&payload).unwrap();
+        // Half-close: "I have sent everything". The server sees end of
+        // stream, finishes echoing, and closes its side too.
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut reader = stream;
+    let echoed = read_to_end(&mut reader);
+    sender.join().unwrap();
+    echoed
+}
+
+/// Every byte comes back, in order, including NUL and every other value, 4 MiB of it.
+#[test]
+fn echoes_binary_payloads_byte_exact() {
+    let server = Server::start(SERVER, &[]);
+    let mut payload: Vec<u8> = (0..=255u8).collect();
+    payload.extend(Rng::new(1).bytes(4 * 1024 * 1024));
+    payload.extend([0, 0, b'\n', b'\r', 0]);
+    let echoed = echo_round_trip(connect(server.addr()), payload.clone());
+    assert_eq!(echoed.len(), payload.len(), "echoed length differs");
+    assert!(echoed == payload, "echoed bytes differ from what was sent");
+}
+
+/// A client that sends one byte per write (so one byte per TCP segment) gets each back.
+#[test]
+fn echoes_a_client_that_writes_one_byte_at_a_time() {
+    let server = Server::start(SERVER, &[]);
+    let mut stream = connect(server.addr());
+    for &b in b"slow\x00client\n" {
+        stream.write_all(&[b]).unwrap();
+        let mut got = [0u8; 1];
+        stream.read_exact(&mut got).unwrap();
+        assert_eq!(got[0], b);
+    }
+}
+
+/// Fifty clients at once each get exactly their own bytes back.
+#[test]
+fn serves_fifty_concurrent_clients() {
+    let server = Server::start(SERVER, &[]);
+    let addr = server.addr();
+    let clients: Vec<_> = (0..50u64)
+        .map(|i| {
+            thread::spawn(move || {
+                let payload = Rng::new(i + 100).bytes(10_000 + i as usize * 997);
+                let echoed = echo_round_trip(connect(addr), payload.clone());
+                assert!(echoed == payload, "client {i} got someone else's or damaged bytes");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+}
+
+/// One client stays connected and idle while another is served: threads at work.
+#[test]
+fn an_idle_client_does_not_block_others() {
+    let server = Server::start(SERVER, &[]);
+    let _idle = connect(server.addr());
+    let echoed = echo_round_trip(connect(server.addr()), b"still here\n".to_vec());
+    assert_eq!(echoed, b"still here\n");
+}
+
+/// The client example sends each stdin line and prints each reply, then exits 0.
+#[test]
+fn client_example_echoes_stdin_lines() {
+    let server = Server::start(SERVER, &[]);
+    AssertCommand::from_std(common::command(CLIENT))
+        .args(["--addr", &server.addr().to_string()])
+        .write_stdin("hello\nsecond line\n\nlast without newline")
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success()
+        .stdout("hello\nsecond line\n\nlast without newline\n");
+}
+
+/// The client example explains a refused connection and exits non-zero.
+#[test]
+fn client_example_reports_connection_refused() {
+    // Bind then drop a listener: its port is now (very likely) closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    AssertCommand::from_std(common::command(CLIENT))
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .write_stdin("hi\n")
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("could not connect").and(predicate::str::contains("refused")));
+}
+
+/// A Python `socket` client, written by nobody here, gets its bytes back.
+#[test]
+fn python_socket_client_interop() {
+    if !have("python3", "python_socket_client_interop") {
+        return;
+    }
+    let server = Server::start(SERVER, &[]);
+    let script = r#"
+import socket, sys
+port = int(sys.argv[1])
+with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+    data = bytes(range(256)) * 1000
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+print("ok" if got == data else f"mismatch {len(got)} of {len(data)}")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &server.addr().port().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "stderr: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `printf 'hi\n' | nc -N` prints `hi`, as chapter 2 promises.
+#[test]
+fn nc_interop() {
+    if !have("nc", "nc_interop") {
+        return;
+    }
+    let server = Server::start(SERVER, &[]);
+    let mut nc = Command::new("nc")
+        .args(["-N", "127.0.0.1", &server.addr().port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    nc.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    let out = nc.wait_with_output().unwrap();
+    assert_eq!(out.stdout, b"hi\n");
+}
+
+/// A peer outside --allow is closed before a single byte is read or written.
+#[test]
+fn peer_outside_allowlist_gets_nothing() {
+    if !reference_only(SERVER, "peer_outside_allowlist_gets_nothing") {
+        return;
+    }
+    // 127.0.0.1 is not in 10.0.0.0/8, so our own test client is "outside".
+    let server = Server::start(SERVER, &["--allow", "10.0.0.0/8"]);
+    let mut stream = connect(server.addr());
+    let _ = stream.write_all(b"anyone there?\n"); // may fail: already closed
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got); // EOF, or a reset for the bytes we sent
+    assert!(got.is_empty(), "an outsider got {got:?}");
+    assert!(server.wait_for_stderr("refused: not in the allowlist", Duration::from_secs(10)));
+}
+
+/// The same server admits the peer once its network is in the list.
+#[test]
+fn peer_inside_allowlist_is_served() {
+    if !reference_only(SERVER, "peer_inside_allowlist_is_served") {
+        return;
+    }
+    let server = Server::start(SERVER, &["--allow", "10.0.0.0/8, 127.0.0.0/8"]);
+    assert_eq!(echo_round_trip(connect(server.addr()), b"in\n".to_vec()), b"in\n");
+}
+
+/// A malformed --allow is refused at start with the masked form suggested.
+#[test]
+fn bad_allowlist_is_a_clear_usage_error() {
+    if !reference_only(SERVER, "bad_allowlist_is_a_clear_usage_error") {
+        return;
+    }
+    AssertCommand::from_std(common::command(SERVER))
+        .args(["--addr", "127.0.0.1:0", "--allow", "10.1.2.3/8"])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("10.0.0.0/8"));
+}
+
+/// With --max-conns 2, a third client is closed without a byte; once a slot
+/// frees up, new clients are served again.
+#[test]
+fn max_conns_refuses_the_extra_client() {
+    if !reference_only(SERVER, "max_conns_refuses_the_extra_client") {
+        return;
+    }
+    let server = Server::start(SERVER, &["--max-conns", "2"]);
+    let mut first = connect(server.addr());
+    let mut second = connect(server.addr());
+    // A round trip on each proves both are being served (counted) now.
+    for s in [&mut first, &mut second] {
+        s.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+    }
+    let mut third = connect(server.addr());
+    assert!(read_to_end(&mut third).is_empty(), "echo's refusal is silence");
+    assert!(server.wait_for_stderr("refused: server full", Duration::from_secs(10)));
+    drop(first);
+    // The freed slot is noticed when the server's thread ends: retry a few
+    // times (bounded) until a new client is served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let echoed = echo_round_trip(connect(server.addr()), b"again".to_vec());
+        if echoed == b"again" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no slot freed after a client left");
+    }
+    // The second client was never disturbed.
+    second.write_all(b"y").unwrap();
+    let mut b = [0u8; 1];
+    second.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"y");
+}
+
+/// --idle-timeout drops a silent client; a talking one within the limit stays.
+#[test]
+fn idle_timeout_drops_a_silent_client() {
+    if !reference_only(SERVER, "idle_timeout_drops_a_silent_client") {
+        return;
+    }
+    let server = Server::start(SERVER, &["--idle-timeout", "1"]);
+    let mut silent = connect(server.addr());
+    let start = Instant::now();
+    assert!(read_to_end(&mut silent).is_empty());
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(900), "dropped too early: {waited:?}");
+    assert!(waited < Duration::from_secs(15), "dropped too late: {waited:?}");
+    assert!(server.wait_for_stderr("idle", Duration::from_secs(10)));
+}
+
+/// --help prints usage and exits 0; an unknown flag prints one error line
+/// plus usage and exits 2.
+#[test]
+fn help_and_bad_flags() {
+    if !reference_only(SERVER, "help_and_bad_flags") {
+        return;
+    }
+    for example in [SERVER, CLIENT] {
+        AssertCommand::from_std(common::command(example))
+            .arg("--help")
+            .timeout(Duration::from_secs(30))
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Usage:").and(predicate::str::contains("--addr")));
+        AssertCommand::from_std(common::command(example))
+            .arg("--no-such-flag")
+            .timeout(Duration::from_secs(30))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::starts_with("error: unknown option '--no-such-flag'"));
+    }
+}
+
+/// The server reports a port in use in plain words.
+#[test]
+fn address_in_use_is_explained() {
+    if !reference_only(SERVER, "address_in_use_is_explained") {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    AssertCommand::from_std(common::command(SERVER))
+        .args(["--addr", &taken.local_addr().unwrap().to_string()])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already in use").and(predicate::str::contains("--addr")));
+}
+
+/// --trace shows what was received (<-) and sent (->), on stderr only.
+#[test]
+fn trace_shows_both_directions() {
+    if !reference_only(SERVER, "trace_shows_both_directions") {
+        return;
+    }
+    let server = Server::start(SERVER, &["--trace"]);
+    let echoed = echo_round_trip(connect(server.addr()), b"traced\n".to_vec());
+    assert_eq!(echoed, b"traced\n");
+    assert!(server.wait_for_stderr("<- \"traced\\n\"", Duration::from_secs(10)), "{}", server.stderr());
+    assert!(server.wait_for_stderr("-> \"traced\\n\"", Duration::from_secs(10)), "{}", server.stderr());
+    assert_eq!(server.stdout().lines().count(), 1, "stdout holds only the listening line");
+}
+
+/// The client's --trace shows its side of the conversation too.
+#[test]
+fn client_trace_shows_both_directions() {
+    if !reference_only(CLIENT, "client_trace_shows_both_directions") {
+        return;
+    }
+    let server = Server::start(SERVER, &[]);
+    AssertCommand::from_std(common::command(CLIENT))
+        .args(["--addr", &server.addr().to_string(), "--trace"])
+        .write_stdin("ping\n")
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success()
+        .stdout("ping\n")
+        .stderr(predicate::str::contains("-> ping").and(predicate::str::contains("<- ping")));
+}
