@@ -229,11 +229,21 @@ fn max_conns_refuses_the_extra_client() {
     // times (bounded) until a new client is served.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let echoed = echo_round_trip(connect(server.addr()), b"again".to_vec());
-        if echoed == b"again" {
+        // A refused attempt may fail either way (EOF, or an error when our
+        // write meets the closed socket), so errors here just mean "retry".
+        let attempt = || -> std::io::Result<Vec<u8>> {
+            let mut s = connect(server.addr());
+            s.write_all(b"again")?;
+            s.shutdown(Shutdown::Write)?;
+            let mut got = Vec::new();
+            s.read_to_end(&mut got)?;
+            Ok(got)
+        };
+        if attempt().is_ok_and(|got| got == b"again") {
             break;
         }
         assert!(Instant::now() < deadline, "no slot freed after a client left");
+        thread::sleep(Duration::from_millis(20));
     }
     // The second client was never disturbed.
     second.write_all(b"y").unwrap();
@@ -325,4 +335,73 @@ fn client_trace_shows_both_directions() {
         .success()
         .stdout("ping\n")
         .stderr(predicate::str::contains("-> ping").and(predicate::str::contains("<- ping")));
+}
+
+/// A stand-in echo server made by the test: it echoes each line back in
+/// pieces of `piece` bytes with a pause between them, like a slow network.
+/// A client that assumes "one read = one reply" breaks against it.
+fn dribbling_echo_server(piece: usize) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else { return };
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut line = Vec::new();
+        while std::io::BufRead::read_until(&mut reader, b'\n', &mut line).is_ok_and(|n| n > 0) {
+            for chunk in line.chunks(piece) {
+                if writer.write_all(chunk).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+            line.clear();
+        }
+    });
+    addr
+}
+
+/// Exercise (chapter 3): the client prints whole replies even when each
+/// arrives in many small pieces.
+#[test]
+fn exercise_1_client_reassembles_split_replies() {
+    let addr = dribbling_echo_server(3);
+    AssertCommand::from_std(common::command(CLIENT))
+        .args(["--addr", &addr.to_string()])
+        .write_stdin("partial reads\nare normal\n")
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success()
+        .stdout("partial reads\nare normal\n");
+}
+
+/// Exercise (chapter 3): the client handles a 100 000-byte line, far more
+/// than one read returns.
+#[test]
+fn exercise_2_client_handles_long_lines() {
+    let server_addr = dribbling_echo_server(16 * 1024);
+    let long: String = (0..100_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    AssertCommand::from_std(common::command(CLIENT))
+        .args(["--addr", &server_addr.to_string()])
+        .write_stdin(format!("{long}\nshort\n"))
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success()
+        .stdout(format!("{long}\nshort\n"));
+}
+
+/// A client that vanishes mid-stream without reading its echo does not
+/// disturb the server: the next client is served.
+#[test]
+fn survives_a_client_that_vanishes_mid_stream() {
+    let server = Server::start(SERVER, &[]);
+    {
+        let mut rude = connect(server.addr());
+        rude.write_all(&vec![7u8; 256 * 1024]).unwrap();
+        // Dropped here without reading: the close resets the connection.
+    }
+    let echoed = echo_round_trip(connect(server.addr()), b"next\n".to_vec());
+    assert_eq!(echoed, b"next\n");
 }
