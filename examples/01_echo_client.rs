@@ -22,8 +22,16 @@ fn main() -> ExitCode {
         "01_echo_client",
         "Sends each line of standard input to an echo server and prints each reply.",
     )
-    .opt("--addr", "HOST:PORT", "the echo server", Some("127.0.0.1:7001"))
-    .flag("--trace", "show every message that crosses the wire on stderr")
+    .opt(
+        "--addr",
+        "HOST:PORT",
+        "the echo server",
+        Some("127.0.0.1:7001"),
+    )
+    .flag(
+        "--trace",
+        "show every message that crosses the wire on stderr",
+    )
     .parse_env();
     let addr = args.get("--addr").unwrap_or("127.0.0.1:7001");
     match run(addr, args.flag("--trace")) {

@@ -56,7 +56,9 @@ pub struct Users {
 
 impl fmt::Debug for Users {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Users").field("names", &self.secrets.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Users")
+            .field("names", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -100,7 +102,9 @@ impl Users {
             let (name, secret) = line
                 .split_once(':')
                 .ok_or_else(|| format!("line {}: expected name:secret", n + 1))?;
-            users.insert(name, secret).map_err(|e| format!("line {}: {e}", n + 1))?;
+            users
+                .insert(name, secret)
+                .map_err(|e| format!("line {}: {e}", n + 1))?;
         }
         Ok(users)
     }
@@ -108,10 +112,16 @@ impl Users {
     /// Reads and parses a users file, with the path in any error.
     pub fn load(path: &Path) -> io::Result<Users> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            io::Error::new(e.kind(), format!("could not read users file {}: {e}", path.display()))
+            io::Error::new(
+                e.kind(),
+                format!("could not read users file {}: {e}", path.display()),
+            )
         })?;
         Users::parse(&text).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("users file {}: {e}", path.display()))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("users file {}: {e}", path.display()),
+            )
         })
     }
 
@@ -133,7 +143,9 @@ impl Users {
 
 fn valid_user_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// Fills `buf` with random bytes from the operating system.
@@ -153,7 +165,11 @@ pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
         use std::hash::{BuildHasher, Hasher};
         for chunk in buf.chunks_mut(8) {
             let mut h = RandomState::new().build_hasher();
-            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
             chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
         }
         Ok(())
@@ -240,7 +256,9 @@ pub fn serve_handshake(
             let expected = client_proof(secret.unwrap_or("\0no such user"), &sn, cn, user);
             let matches = constant_time_eq(expected.as_bytes(), proof.as_bytes());
             match secret {
-                Some(secret) if matches => Some((user.to_string(), server_proof(secret, &sn, cn, user))),
+                Some(secret) if matches => {
+                    Some((user.to_string(), server_proof(secret, &sn, cn, user)))
+                }
                 _ => None,
             }
         }
@@ -278,7 +296,10 @@ pub fn client_handshake(conn: &mut Connection, user: &str, secret: &str) -> io::
         _ => return Err(unexpected(&challenge)),
     };
     let cn = new_nonce()?;
-    conn.send_line(format!("AUTH {user} {cn} {}", client_proof(secret, &sn, &cn, user)))?;
+    conn.send_line(format!(
+        "AUTH {user} {cn} {}",
+        client_proof(secret, &sn, &cn, user)
+    ))?;
     let reply = read_reply(conn)?;
     if reply == "DENIED" {
         return Err(io::Error::new(

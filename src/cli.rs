@@ -139,26 +139,37 @@ impl Command {
     /// `--max-conns`, `--idle-timeout` and `--trace`.
     pub fn server_options(self, default_addr: &str, default_idle_secs: Option<u64>) -> Command {
         let idle = default_idle_secs.unwrap_or(0).to_string();
-        self.opt("--addr", "HOST:PORT", "address to listen on (port 0: any free port)", Some(default_addr))
-            .opt(
-                "--allow",
-                "CIDR[,CIDR...]",
-                "who may connect (default: the local networks only)",
-                None,
-            )
-            .opt(
-                "--max-conns",
-                "N",
-                "at most N clients at once; more are refused (default: no limit)",
-                None,
-            )
-            .opt(
-                "--idle-timeout",
-                "SECS",
-                "drop a client that completes no message for SECS seconds (0: never)",
-                Some(&idle),
-            )
-            .flag("--trace", "show every message that crosses the wire on stderr")
+        self.opt(
+            "--addr",
+            "HOST:PORT",
+            "address to listen on (port 0: any free port)",
+            Some(default_addr),
+        )
+        .opt(
+            "--allow",
+            "CIDR[,CIDR...]",
+            "who may connect (default: the local networks only)",
+            None,
+        )
+        .opt(
+            "--max-conns",
+            "N",
+            "at most N clients at once; more are refused (default: no limit)",
+            None,
+        )
+        .opt(
+            "--idle-timeout",
+            "SECS",
+            "drop a client that completes no message for SECS seconds (0: never)",
+            Some(&idle),
+        )
+        .flag(
+            "--trace",
+            "show every message that crosses the wire on stderr",
+        )
+        // How long a started line may take (slow-loris defence). Hidden:
+        // tests shorten it; the 30 s default is part of the contract.
+        .hidden_opt("--line-timeout", Some("30"))
     }
 
     /// The `--help` text.
@@ -182,7 +193,12 @@ impl Command {
             if let Some(v) = opt.value_name {
                 left = format!("{left} {v}");
             }
-            let aliases: Vec<_> = self.aliases.iter().filter(|(_, l)| *l == opt.long).map(|(a, _)| *a).collect();
+            let aliases: Vec<_> = self
+                .aliases
+                .iter()
+                .filter(|(_, l)| *l == opt.long)
+                .map(|(a, _)| *a)
+                .collect();
             let mut help = opt.help.to_string();
             if !aliases.is_empty() {
                 let _ = write!(help, " (also {})", aliases.join(", "));
@@ -368,6 +384,7 @@ impl Matches {
         }
         config.max_conns = self.parse_value("--max-conns");
         config.idle_timeout = self.seconds("--idle-timeout");
+        config.line_timeout = self.seconds("--line-timeout");
         config.trace = self.flag("--trace");
         config.busy_reply = busy_reply.map(<[u8]>::to_vec);
         config
@@ -395,7 +412,14 @@ mod tests {
     #[test]
     fn parses_every_form() {
         let m = demo()
-            .parse(args(&["list", "--addr=0.0.0.0:1", "--trace", "--smtp", "x:1", "more"]))
+            .parse(args(&[
+                "list",
+                "--addr=0.0.0.0:1",
+                "--trace",
+                "--smtp",
+                "x:1",
+                "more",
+            ]))
             .unwrap();
         assert_eq!(m.get("--addr"), Some("0.0.0.0:1"));
         assert_eq!(m.get("--smtp-addr"), Some("x:1"));
@@ -429,7 +453,14 @@ mod tests {
     #[test]
     fn builds_server_config() {
         let m = demo()
-            .parse(args(&["--allow", "10.0.0.0/8", "--max-conns", "3", "--idle-timeout", "0"]))
+            .parse(args(&[
+                "--allow",
+                "10.0.0.0/8",
+                "--max-conns",
+                "3",
+                "--idle-timeout",
+                "0",
+            ]))
             .unwrap();
         let c = m.server_config("demo", Some(b"busy\n"));
         assert_eq!(c.max_conns, Some(3));

@@ -134,7 +134,10 @@ impl Connection {
     /// let reply = conn.read_line(1024)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn connect<A: ToSocketAddrs + std::fmt::Display>(addr: A, trace: bool) -> io::Result<Connection> {
+    pub fn connect<A: ToSocketAddrs + std::fmt::Display>(
+        addr: A,
+        trace: bool,
+    ) -> io::Result<Connection> {
         let stream = TcpStream::connect(&addr).map_err(|e| connect_error(&addr.to_string(), e))?;
         Connection::new(stream, trace)
     }
@@ -194,26 +197,38 @@ impl Connection {
     /// would wait forever.
     pub fn read_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
         self.flush()?;
+        // Two clocks run while we wait for a line:
+        // * the idle clock, from now: the peer must *complete* a message
+        //   within the idle timeout, whether it sends nothing or trickles;
+        // * the line clock, from the line's first byte: once started, a line
+        //   must be finished within the line timeout (30 s), so a peer that
+        //   sends one byte every few seconds (a slow-loris attack) cannot
+        //   hold this thread forever even when there is no idle timeout.
+        let now = Instant::now();
         let idle = self.idle_timeout;
+        let idle_deadline = idle.map(|d| now + d);
         let line_limit = self.line_timeout;
-        let mut started: Option<Instant> = None;
+        let mut line_deadline: Option<Instant> = None;
         let mut current = self.current_read_timeout;
         let result = framing::read_line_with(&mut self.reader, max, |reader, state| {
-            // Pick the read timeout for the wait that is about to happen:
-            // between lines, the peer may think for up to the idle timeout;
-            // inside a line, only what is left of the line timeout.
-            let wanted = match (state, line_limit) {
-                (LineState::Idle, _) | (LineState::Started, None) => idle,
-                (LineState::Started, Some(limit)) => {
-                    let since = *started.get_or_insert_with(Instant::now);
-                    let left = limit.saturating_sub(since.elapsed());
-                    if left.is_zero() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("line not finished within {} s", limit.as_secs()),
-                        ));
+            let wanted = match state {
+                // Nothing of the line yet: wait up to the idle timeout.
+                LineState::Idle => idle,
+                // Part of a line is here: wait only until the nearer deadline.
+                LineState::Started => {
+                    if line_deadline.is_none() {
+                        line_deadline = line_limit.map(|l| Instant::now() + l);
                     }
-                    Some(idle.map_or(left, |i| i.min(left)))
+                    match [idle_deadline, line_deadline].into_iter().flatten().min() {
+                        None => None,
+                        Some(deadline) => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                return Err(io::Error::from(io::ErrorKind::TimedOut));
+                            }
+                            Some(left)
+                        }
+                    }
                 }
             };
             if wanted != current {
@@ -229,7 +244,16 @@ impl Connection {
                 Ok(Some(line))
             }
             Ok(None) => Ok(None),
-            Err(e) => Err(self.explain_timeout(e, started.is_some())),
+            Err(e) => {
+                // Which clock ran out? The line clock, if it was running and
+                // is the nearer one; otherwise the idle clock.
+                let line_clock = match (line_deadline, idle_deadline) {
+                    (Some(l), Some(i)) => l <= i,
+                    (Some(_), None) => true,
+                    _ => false,
+                };
+                Err(self.explain_timeout(e, line_clock))
+            }
         }
     }
 
@@ -274,13 +298,12 @@ impl Connection {
             if available.is_empty() {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "connection closed after {} of {len} body bytes",
-                        len - left
-                    ),
+                    format!("connection closed after {} of {len} body bytes", len - left),
                 ));
             }
-            let n = available.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = available
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
             let chunk = &available[..n];
             on_chunk(chunk);
             sink.write_all(chunk)?;
@@ -349,13 +372,21 @@ impl Connection {
 
     /// Turns a read timeout into an error that says which limit was hit.
     /// (On Unix a timed-out read reports `WouldBlock`, on Windows `TimedOut`.)
-    fn explain_timeout(&self, e: io::Error, mid_message: bool) -> io::Error {
-        if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+    fn explain_timeout(&self, e: io::Error, line_clock: bool) -> io::Error {
+        if !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
             return e;
         }
-        let text = match (mid_message, self.line_timeout, self.idle_timeout) {
+        let text = match (line_clock, self.line_timeout, self.idle_timeout) {
             (true, Some(limit), _) => format!("line not finished within {} s", limit.as_secs()),
-            (_, _, Some(idle)) => format!("idle for {} s (idle timeout)", idle.as_secs()),
+            (_, _, Some(idle)) => {
+                format!(
+                    "no complete message for {} s (idle timeout)",
+                    idle.as_secs()
+                )
+            }
             _ => "timed out".to_string(),
         };
         self.trace.note(&text);
@@ -370,7 +401,9 @@ pub fn connect_error(addr: &str, e: io::Error) -> io::Error {
         io::ErrorKind::ConnectionRefused => {
             " (nothing is listening there: is the server running, and on that port?)"
         }
-        io::ErrorKind::TimedOut => " (no answer: is a firewall dropping packets, or the host down?)",
+        io::ErrorKind::TimedOut => {
+            " (no answer: is a firewall dropping packets, or the host down?)"
+        }
         io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
             " (no route to that address: check it and your network)"
         }

@@ -108,14 +108,22 @@ pub fn read_line_limited<R: BufRead + ?Sized>(
 /// wait patiently for an idle peer but insist that a line, once begun, is
 /// finished quickly (that is how [`crate::connection::Connection`] drops
 /// slow-loris clients that trickle one byte at a time).
-pub fn read_line_with<R, F>(reader: &mut R, max: usize, mut before_wait: F) -> io::Result<Option<Vec<u8>>>
+pub fn read_line_with<R, F>(
+    reader: &mut R,
+    max: usize,
+    mut before_wait: F,
+) -> io::Result<Option<Vec<u8>>>
 where
     R: BufRead + ?Sized,
     F: FnMut(&mut R, LineState) -> io::Result<()>,
 {
     let mut line = Vec::new();
     loop {
-        let state = if line.is_empty() { LineState::Idle } else { LineState::Started };
+        let state = if line.is_empty() {
+            LineState::Idle
+        } else {
+            LineState::Started
+        };
         before_wait(reader, state)?;
         // `fill_buf` returns what is already buffered, or blocks for one read.
         // A read returns *whatever has arrived*: part of a line, one line, or
@@ -316,8 +324,14 @@ mod tests {
     #[test]
     fn reassembles_partial_reads() {
         let mut r = BufReader::new(OneByte(b"partial read\r\nnext\n"));
-        assert_eq!(read_line_limited(&mut r, 100).unwrap(), Some(b"partial read".to_vec()));
-        assert_eq!(read_line_limited(&mut r, 100).unwrap(), Some(b"next".to_vec()));
+        assert_eq!(
+            read_line_limited(&mut r, 100).unwrap(),
+            Some(b"partial read".to_vec())
+        );
+        assert_eq!(
+            read_line_limited(&mut r, 100).unwrap(),
+            Some(b"next".to_vec())
+        );
         assert_eq!(read_line_limited(&mut r, 100).unwrap(), None);
     }
 
@@ -326,7 +340,10 @@ mod tests {
     fn limit_is_exact() {
         for input in [&b"abcd\n"[..], b"abcd\r\n"] {
             let mut r = Cursor::new(input.to_vec());
-            assert_eq!(read_line_limited(&mut r, 4).unwrap(), Some(b"abcd".to_vec()));
+            assert_eq!(
+                read_line_limited(&mut r, 4).unwrap(),
+                Some(b"abcd".to_vec())
+            );
         }
         let mut r = BufReader::new(OneByte(b"abcde\n"));
         let err = read_line_limited(&mut r, 4).unwrap_err();
@@ -376,7 +393,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!(line, Some(b"ab".to_vec()));
-        assert_eq!(states, [LineState::Idle, LineState::Started, LineState::Started]);
+        assert_eq!(
+            states,
+            [LineState::Idle, LineState::Started, LineState::Started]
+        );
     }
 
     /// Lines with embedded breaks are refused; good lines get their ending.
@@ -410,8 +430,14 @@ mod tests {
         assert!(is_too_long(&err));
         assert_eq!(err.to_string(), "frame too long (max 1024 bytes)");
         let mut r = Cursor::new(vec![0, 0]);
-        assert_eq!(read_frame(&mut r, 1024).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            read_frame(&mut r, 1024).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
         let mut r = Cursor::new(vec![0, 0, 0, 5, b'a']);
-        assert_eq!(read_frame(&mut r, 1024).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            read_frame(&mut r, 1024).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
     }
 }

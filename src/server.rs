@@ -30,7 +30,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use crate::connection::{Connection, SharedStream};
+use crate::connection::{Connection, LINE_TIMEOUT, SharedStream};
 use crate::subnet::Allowlist;
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub max_conns: Option<usize>,
     /// Drop a client that completes no message for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// Drop a client whose line, once started, is not finished within this
+    /// long (`None`: never). Default [`LINE_TIMEOUT`] (30 s).
+    pub line_timeout: Option<Duration>,
     /// Show every message on stderr (`--trace`).
     pub trace: bool,
     /// What a client over `max_conns` is sent before it is closed (`None`: nothing).
@@ -79,6 +82,7 @@ impl ServerConfig {
             allow: Allowlist::local_networks(),
             max_conns: None,
             idle_timeout: None,
+            line_timeout: Some(LINE_TIMEOUT),
             trace: false,
             busy_reply: None,
             name: "conn".to_string(),
@@ -117,7 +121,9 @@ impl Shared {
     fn live(&self) -> MutexGuard<'_, Live> {
         // A panicking connection thread cannot leave `Live` half-changed (each
         // change is one insert or remove), so a poisoned lock is safe to use.
-        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -212,13 +218,20 @@ impl Server {
         if !self.config.allow.contains(peer.ip()) {
             // Dropping the stream closes it: the peer sees end-of-stream
             // without a byte. Not counted against max_conns.
-            log(format_args!("{peer} refused: not in the allowlist ({})", self.config.allow));
+            log(format_args!(
+                "{peer} refused: not in the allowlist ({})",
+                self.config.allow
+            ));
             return;
         }
         let shared_stream = SharedStream::new(stream);
         let id = {
             let mut live = self.shared.live();
-            if self.config.max_conns.is_some_and(|max| live.conns.len() >= max) {
+            if self
+                .config
+                .max_conns
+                .is_some_and(|max| live.conns.len() >= max)
+            {
                 drop(live);
                 log(format_args!("{peer} refused: server full"));
                 refuse(shared_stream.socket(), self.config.busy_reply.as_deref());
@@ -236,6 +249,7 @@ impl Server {
         let handler = Arc::clone(handler);
         let trace = self.config.trace;
         let idle = self.config.idle_timeout;
+        let line_timeout = self.config.line_timeout;
         let spawned = thread::Builder::new()
             .name(format!("{}-{id}", self.config.name))
             .stack_size(self.config.stack_size)
@@ -243,6 +257,7 @@ impl Server {
                 let _registration = registration;
                 let result = Connection::from_shared(shared_stream, trace).and_then(|mut conn| {
                     conn.set_idle_timeout(idle)?;
+                    conn.set_line_timeout(line_timeout);
                     handler(conn)
                 });
                 if let Err(e) = result {
@@ -253,7 +268,9 @@ impl Server {
             // Out of threads or memory: this client is dropped (the
             // registration was moved into the failed closure and is dropped
             // with it), everyone else carries on.
-            log(format_args!("{peer} dropped: could not start a thread: {e}"));
+            log(format_args!(
+                "{peer} dropped: could not start a thread: {e}"
+            ));
         }
     }
 

@@ -73,7 +73,10 @@ fn serves_fifty_concurrent_clients() {
             thread::spawn(move || {
                 let payload = Rng::new(i + 100).bytes(10_000 + i as usize * 997);
                 let echoed = echo_round_trip(connect(addr), payload.clone());
-                assert!(echoed == payload, "client {i} got someone else's or damaged bytes");
+                assert!(
+                    echoed == payload,
+                    "client {i} got someone else's or damaged bytes"
+                );
             })
         })
         .collect();
@@ -108,14 +111,20 @@ fn client_example_echoes_stdin_lines() {
 #[test]
 fn client_example_reports_connection_refused() {
     // Bind then drop a listener: its port is now (very likely) closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     AssertCommand::from_std(common::command(CLIENT))
         .args(["--addr", &format!("127.0.0.1:{port}")])
         .write_stdin("hi\n")
         .timeout(Duration::from_secs(30))
         .assert()
         .failure()
-        .stderr(predicate::str::contains("could not connect").and(predicate::str::contains("refused")));
+        .stderr(
+            predicate::str::contains("could not connect").and(predicate::str::contains("refused")),
+        );
 }
 
 /// A Python `socket` client, written by nobody here, gets its bytes back.
@@ -144,7 +153,12 @@ print("ok" if got == data else f"mismatch {len(got)} of {len(data)}")
         .args(["-c", script, &server.addr().port().to_string()])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `printf 'hi\n' | nc -N` prints `hi`, as chapter 2 promises.
@@ -188,7 +202,10 @@ fn peer_inside_allowlist_is_served() {
         return;
     }
     let server = Server::start(SERVER, &["--allow", "10.0.0.0/8, 127.0.0.0/8"]);
-    assert_eq!(echo_round_trip(connect(server.addr()), b"in\n".to_vec()), b"in\n");
+    assert_eq!(
+        echo_round_trip(connect(server.addr()), b"in\n".to_vec()),
+        b"in\n"
+    );
 }
 
 /// A malformed --allow is refused at start with the masked form suggested.
@@ -222,7 +239,10 @@ fn max_conns_refuses_the_extra_client() {
         s.read_exact(&mut b).unwrap();
     }
     let mut third = connect(server.addr());
-    assert!(read_to_end(&mut third).is_empty(), "echo's refusal is silence");
+    assert!(
+        read_to_end(&mut third).is_empty(),
+        "echo's refusal is silence"
+    );
     assert!(server.wait_for_stderr("refused: server full", Duration::from_secs(10)));
     drop(first);
     // The freed slot is noticed when the server's thread ends: retry a few
@@ -242,7 +262,10 @@ fn max_conns_refuses_the_extra_client() {
         if attempt().is_ok_and(|got| got == b"again") {
             break;
         }
-        assert!(Instant::now() < deadline, "no slot freed after a client left");
+        assert!(
+            Instant::now() < deadline,
+            "no slot freed after a client left"
+        );
         thread::sleep(Duration::from_millis(20));
     }
     // The second client was never disturbed.
@@ -263,8 +286,14 @@ fn idle_timeout_drops_a_silent_client() {
     let start = Instant::now();
     assert!(read_to_end(&mut silent).is_empty());
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(900), "dropped too early: {waited:?}");
-    assert!(waited < Duration::from_secs(15), "dropped too late: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "dropped too early: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(15),
+        "dropped too late: {waited:?}"
+    );
     assert!(server.wait_for_stderr("idle", Duration::from_secs(10)));
 }
 
@@ -287,7 +316,9 @@ fn help_and_bad_flags() {
             .timeout(Duration::from_secs(30))
             .assert()
             .code(2)
-            .stderr(predicate::str::starts_with("error: unknown option '--no-such-flag'"));
+            .stderr(predicate::str::starts_with(
+                "error: unknown option '--no-such-flag'",
+            ));
     }
 }
 
@@ -315,9 +346,21 @@ fn trace_shows_both_directions() {
     let server = Server::start(SERVER, &["--trace"]);
     let echoed = echo_round_trip(connect(server.addr()), b"traced\n".to_vec());
     assert_eq!(echoed, b"traced\n");
-    assert!(server.wait_for_stderr("<- \"traced\\n\"", Duration::from_secs(10)), "{}", server.stderr());
-    assert!(server.wait_for_stderr("-> \"traced\\n\"", Duration::from_secs(10)), "{}", server.stderr());
-    assert_eq!(server.stdout().lines().count(), 1, "stdout holds only the listening line");
+    assert!(
+        server.wait_for_stderr("<- \"traced\\n\"", Duration::from_secs(10)),
+        "{}",
+        server.stderr()
+    );
+    assert!(
+        server.wait_for_stderr("-> \"traced\\n\"", Duration::from_secs(10)),
+        "{}",
+        server.stderr()
+    );
+    assert_eq!(
+        server.stdout().lines().count(),
+        1,
+        "stdout holds only the listening line"
+    );
 }
 
 /// The client's --trace shows its side of the conversation too.
@@ -344,7 +387,9 @@ fn dribbling_echo_server(piece: usize) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
-        let Ok((stream, _)) = listener.accept() else { return };
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
         stream.set_nodelay(true).unwrap();
         stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
         let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
@@ -382,7 +427,9 @@ fn exercise_1_client_reassembles_split_replies() {
 #[test]
 fn exercise_2_client_handles_long_lines() {
     let server_addr = dribbling_echo_server(16 * 1024);
-    let long: String = (0..100_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let long: String = (0..100_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     AssertCommand::from_std(common::command(CLIENT))
         .args(["--addr", &server_addr.to_string()])
         .write_stdin(format!("{long}\nshort\n"))

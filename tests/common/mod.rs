@@ -40,7 +40,9 @@ pub fn override_var(example: &str) -> String {
 
 /// The learner's command replacing `example`, if the instructor set one.
 pub fn override_command(example: &str) -> Option<String> {
-    std::env::var(override_var(example)).ok().filter(|c| !c.trim().is_empty())
+    std::env::var(override_var(example))
+        .ok()
+        .filter(|c| !c.trim().is_empty())
 }
 
 /// True if `example` runs the reference implementation. Otherwise prints
@@ -86,16 +88,27 @@ pub fn example_path(name: &str) -> PathBuf {
         return path.clone();
     }
     let output = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name, "--message-format=json"])
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            name,
+            "--message-format=json",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stderr(Stdio::inherit())
         .output()
         .expect("could not run cargo to build the example");
-    assert!(output.status.success(), "cargo build --example {name} failed");
+    assert!(
+        output.status.success(),
+        "cargo build --example {name} failed"
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let path = stdout
         .lines()
-        .filter(|l| l.contains("\"compiler-artifact\"") && l.contains(&format!("\"name\":\"{name}\"")))
+        .filter(|l| {
+            l.contains("\"compiler-artifact\"") && l.contains(&format!("\"name\":\"{name}\""))
+        })
         .find_map(|l| {
             let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
             let end = l[start..].find('"')? + start;
@@ -146,7 +159,12 @@ impl Server {
 
     /// Starts `example` with `addr_args` then `args`, expecting `listeners`
     /// `listening on` lines (the mail relay has two).
-    pub fn start_with(example: &str, addr_args: &[&str], args: &[&str], listeners: usize) -> Server {
+    pub fn start_with(
+        example: &str,
+        addr_args: &[&str],
+        args: &[&str],
+        listeners: usize,
+    ) -> Server {
         let mut child = command(example)
             .args(addr_args)
             .args(args)
@@ -191,9 +209,12 @@ impl Server {
                     server.stderr()
                 ),
             };
-            let rest = line.trim_end().strip_prefix("listening on ").unwrap_or_else(|| {
-                panic!("{example}: expected 'listening on ADDR' first on stdout, got {line:?}")
-            });
+            let rest = line
+                .trim_end()
+                .strip_prefix("listening on ")
+                .unwrap_or_else(|| {
+                    panic!("{example}: expected 'listening on ADDR' first on stdout, got {line:?}")
+                });
             let (addr, label) = match rest.split_once(' ') {
                 Some((addr, label)) => (addr, label.trim_matches(|c| c == '(' || c == ')')),
                 None => (rest, ""),
@@ -265,7 +286,10 @@ fn drain(mut from: impl Read + Send + 'static, into: Arc<Collected>) {
             if n == 0 {
                 break;
             }
-            into.text.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            into.text
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
             into.grew.notify_all();
         }
     });
@@ -298,7 +322,9 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 /// Reads until the peer closes; panics on a timeout or error.
 pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
-    stream.read_to_end(&mut out).expect("reading until the server closes");
+    stream
+        .read_to_end(&mut out)
+        .expect("reading until the server closes");
     out
 }
 
@@ -343,7 +369,8 @@ impl Rng {
 
 /// A fresh, empty folder for one test under the target directory, removed first if left over.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
