@@ -165,9 +165,17 @@ impl Server {
         args: &[&str],
         listeners: usize,
     ) -> Server {
-        let mut child = command(example)
-            .args(addr_args)
-            .args(args)
+        let mut cmd = command(example);
+        cmd.args(addr_args).args(args);
+        Server::start_command(example, cmd, listeners)
+    }
+
+    /// Starts a ready-made `cmd` (for example the server run inside a
+    /// network namespace with `ip netns exec`) and waits for its `listening
+    /// on` lines, naming it `example` in messages. `start_with` is this with
+    /// the example's own command.
+    pub fn start_command(example: &str, mut cmd: Command, listeners: usize) -> Server {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
