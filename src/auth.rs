@@ -241,8 +241,13 @@ pub fn serve_handshake(
 ) -> io::Result<Option<String>> {
     let sn = new_nonce()?;
     conn.send_line(format!("AUTH HMAC-SHA256 {sn}"))?;
-    let Some(line) = conn.read_line(MAX_AUTH_LINE)? else {
-        return Ok(None); // the client left without answering
+    let line = match conn.read_line(MAX_AUTH_LINE) {
+        Ok(Some(line)) => line,
+        Ok(None) => return Ok(None), // the client left without answering
+        // An over-long answer is just another malformed one: it gets the
+        // same DENIED below (as an empty line, which matches no form).
+        Err(e) if crate::framing::is_too_long(&e) => Vec::new(),
+        Err(e) => return Err(e),
     };
     // Parse leniently into Option so that every kind of failure below ends
     // in the one and only DENIED path.
