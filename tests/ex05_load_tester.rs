@@ -1,0 +1,289 @@
+//! Example 05, the load tester: short runs against the course's servers that
+//! check its report line and that a clean run counts zero errors. No timing
+//! is asserted: speed depends on the machine, and chapter 8 measures it.
+
+mod common;
+
+use common::{Server, example_path, temp_dir};
+use std::collections::HashMap;
+use std::process::{Command, Output};
+
+const TESTER: &str = "05_load_tester";
+
+/// Runs the load tester with `args` (and extra environment) and returns its output.
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(example_path(TESTER))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("could not run the load tester")
+}
+
+/// Parses the one report line: `MODE key=value key=value …`.
+fn report(output: &Output, mode: &str) -> HashMap<String, String> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one report line, got {stdout:?} (stderr: {stderr})"
+    );
+    let mut words = lines[0].split(' ');
+    assert_eq!(
+        words.next(),
+        Some(mode),
+        "the line should start with the mode: {stdout:?}"
+    );
+    words
+        .map(|w| {
+            let (k, v) = w
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not key=value: {w:?} in {stdout:?}"));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// Asserts that `fields[key]` is a number and returns it.
+fn number(fields: &HashMap<String, String>, key: &str) -> f64 {
+    let text = fields
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key}= in the report: {fields:?}"));
+    text.parse()
+        .unwrap_or_else(|_| panic!("{key}={text} is not a number"))
+}
+
+/// A clean run succeeds (exit 0) and reports zero errors.
+fn assert_clean(output: &Output) {
+    assert!(
+        output.status.success(),
+        "the load tester failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Echo mode: every round trip is counted, and rates and percentiles are reported as numbers.
+#[test]
+fn echo_mode_reports_requests_rates_and_percentiles() {
+    let server = Server::start("01_echo_server", &[]);
+    let addr = server.addr().to_string();
+    let output = run(
+        &[
+            "echo", "--addr", &addr, "--conns", "4", "--rounds", "25", "--warmup", "2",
+        ],
+        &[],
+    );
+    assert_clean(&output);
+    let fields = report(&output, "echo");
+    assert_eq!(number(&fields, "errors"), 0.0);
+    assert_eq!(
+        number(&fields, "requests"),
+        100.0,
+        "4 connections x 25 round trips"
+    );
+    assert_eq!(number(&fields, "conns"), 4.0);
+    for key in [
+        "secs",
+        "req_per_s",
+        "mb_per_s",
+        "p50_ms",
+        "p99_ms",
+        "max_ms",
+    ] {
+        assert!(number(&fields, key) >= 0.0);
+    }
+    assert!(number(&fields, "p50_ms") <= number(&fields, "p99_ms"));
+    assert!(number(&fields, "p99_ms") <= number(&fields, "max_ms"));
+}
+
+/// Stream mode pushes a megabyte through one connection and gets every byte back.
+#[test]
+fn stream_mode_moves_every_byte() {
+    let server = Server::start("01_echo_server", &[]);
+    let addr = server.addr().to_string();
+    let output = run(&["stream", "--addr", &addr, "--size", "1M"], &[]);
+    assert_clean(&output);
+    let fields = report(&output, "stream");
+    assert_eq!(number(&fields, "errors"), 0.0);
+    assert_eq!(number(&fields, "bytes"), 1_048_576.0);
+    assert!(number(&fields, "mb_per_s") > 0.0);
+}
+
+/// c10k mode, scaled down: every connection is held, answers twice, and the server's memory is read.
+#[test]
+fn c10k_mode_holds_every_connection_and_reads_server_memory() {
+    let server = Server::start("01_echo_server", &[]);
+    let addr = server.addr().to_string();
+    let pid = server.pid().to_string();
+    let output = run(
+        &[
+            "c10k",
+            "--addr",
+            &addr,
+            "--conns",
+            "40",
+            "--threads",
+            "3",
+            "--hold",
+            "0",
+            "--server-pid",
+            &pid,
+        ],
+        &[],
+    );
+    assert_clean(&output);
+    let fields = report(&output, "c10k");
+    assert_eq!(number(&fields, "errors"), 0.0);
+    assert_eq!(number(&fields, "held"), 40.0);
+    assert_eq!(
+        number(&fields, "requests"),
+        80.0,
+        "one round trip to open, one after the hold"
+    );
+    for key in ["open_secs", "answer_secs", "storm_secs", "p99_ms"] {
+        assert!(number(&fields, key) >= 0.0);
+    }
+    if cfg!(target_os = "linux") {
+        assert!(number(&fields, "server_rss_mib") > 0.0, "VmRSS from /proc");
+        assert!(
+            number(&fields, "hold_threads") >= 40.0,
+            "a thread per held connection"
+        );
+    }
+}
+
+/// File mode: a PUT then a verified GET of the same bytes through the handshake, zero errors.
+#[test]
+fn file_mode_puts_and_gets_through_the_handshake() {
+    let dir = temp_dir("ex05-file");
+    let users = dir.join("users");
+    std::fs::write(&users, "bench:load-test-secret\n").unwrap();
+    let root = dir.join("root");
+    let server = Server::start(
+        "03_file_server",
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--users",
+            users.to_str().unwrap(),
+        ],
+    );
+    let addr = server.addr().to_string();
+    let secret = [("NETLESSONS_SECRET", "load-test-secret")];
+    let put = run(
+        &[
+            "file", "--addr", &addr, "--user", "bench", "--put", "blob.bin", "--size", "300K",
+            "--rounds", "2",
+        ],
+        &secret,
+    );
+    assert_clean(&put);
+    let fields = report(&put, "file");
+    assert_eq!(fields["op"], "put");
+    assert_eq!(number(&fields, "transfers"), 2.0);
+    assert_eq!(number(&fields, "bytes"), 2.0 * 300.0 * 1024.0);
+    let get = run(
+        &[
+            "file", "--addr", &addr, "--user", "bench", "--get", "blob.bin",
+        ],
+        &secret,
+    );
+    assert_clean(&get);
+    let fields = report(&get, "file");
+    assert_eq!(fields["op"], "get");
+    assert_eq!(fields["verified"], "true");
+    assert_eq!(number(&fields, "errors"), 0.0);
+    assert_eq!(
+        number(&fields, "bytes"),
+        3.0 * 300.0 * 1024.0,
+        "three GETs by default"
+    );
+}
+
+/// A wrong secret is counted as an error and the exit status says so.
+#[test]
+fn file_mode_counts_a_refused_login_as_an_error() {
+    let dir = temp_dir("ex05-denied");
+    let users = dir.join("users");
+    std::fs::write(&users, "bench:right\n").unwrap();
+    let root = dir.join("root");
+    let server = Server::start(
+        "03_file_server",
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--users",
+            users.to_str().unwrap(),
+            "--deny-delay-ms",
+            "1",
+        ],
+    );
+    let addr = server.addr().to_string();
+    let output = run(
+        &["file", "--addr", &addr, "--user", "bench", "--get", "x"],
+        &[("NETLESSONS_SECRET", "wrong")],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(number(&report(&output, "file"), "errors"), 1.0);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("first error: access denied"));
+}
+
+/// Nothing listening: every connection is an error, reported on the line and in the exit status.
+#[test]
+fn counts_refused_connections_as_errors() {
+    // Bind a port, then free it: nothing listens there any more.
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let output = run(
+        &["echo", "--addr", &addr, "--conns", "3", "--rounds", "5"],
+        &[],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "errors must make the exit status 1"
+    );
+    let fields = report(&output, "echo");
+    assert_eq!(number(&fields, "errors"), 3.0);
+    assert_eq!(number(&fields, "requests"), 0.0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("first error: could not connect"),
+        "stderr: {stderr}"
+    );
+}
+
+/// `--help` explains the modes and exits 0; a mistake gets one line plus usage and exit 2.
+#[test]
+fn help_and_usage_errors() {
+    let help = run(&["--help"], &[]);
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for word in [
+        "Usage: 05_load_tester",
+        "echo",
+        "c10k",
+        "ulimit -n",
+        "NETLESSONS_SECRET",
+    ] {
+        assert!(text.contains(word), "--help should mention {word}: {text}");
+    }
+    for bad in [
+        &["nonsense"][..],
+        &[][..],
+        &["echo", "--conns", "0"][..],
+        &["echo", "--size", "3X"][..],
+    ] {
+        let output = run(bad, &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{bad:?} should be a usage error"
+        );
+        assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: "));
+    }
+}
