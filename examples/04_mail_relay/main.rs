@@ -1,0 +1,329 @@
+//! # 04_mail_relay: an email-style relay
+//!
+//! A small mail server that real mail programs can talk to: it receives mail
+//! over **SMTP**, keeps it in **Maildir** folders, forwards mail for other
+//! domains to a next hop, and lets users read their mail over **POP3**.
+//!
+//! ```text
+//! cargo run --example 04_mail_relay            # prints demo passwords on stderr
+//! python3 -c 'import smtplib; smtplib.SMTP("127.0.0.1", 2525).sendmail("a@example.test", ["bob@example.test"], "Subject: hi\r\n\r\nhello")'
+//! curl pop3://bob:PASSWORD@127.0.0.1:1110/1
+//! ```
+//!
+//! The files, in the order a message meets them:
+//!
+//! * `smtp.rs`: the SMTP conversation: commands, limits, who may relay.
+//! * `address.rs`: parsing `MAIL FROM:<…>` and `RCPT TO:<…>`.
+//! * `message.rs`: the `Received:` header, dates, the wire form of a message.
+//! * `spool.rs`: durable Maildir delivery, and group commit of the syncs.
+//! * `queue.rs`: the durable relay queue and its retrying forwarder thread.
+//! * `forward.rs`: the SMTP client that hands a message to the next hop.
+//! * `pop3.rs`: the POP3 conversation: login, list, read, delete.
+//!
+//! Chapter 7 (`docs/07-mail-relay.md`) walks through them.
+
+mod address;
+mod forward;
+mod message;
+mod pop3;
+mod queue;
+mod smtp;
+mod spool;
+
+use netlessons::auth::{Users, new_secret};
+use netlessons::cli::{Command, Matches};
+use netlessons::server::Server;
+use netlessons::sha256::constant_time_eq;
+use netlessons::subnet::Allowlist;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// The local mailboxes and their POP3 passwords.
+///
+/// A mailbox name is a user name from the users file in lower case. The
+/// mailbox `postmaster` always exists (RFC 5321 §4.5.1: every mail domain
+/// must accept mail for it), even with no password to read it.
+pub struct Mailboxes {
+    passwords: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for Mailboxes {
+    /// Names only: passwords never end up in a log by accident.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.passwords.keys()).finish()
+    }
+}
+
+impl Mailboxes {
+    /// The mailboxes of a users file.
+    pub fn from_users(users: &Users) -> Result<Mailboxes, String> {
+        let mut passwords = BTreeMap::new();
+        for name in users.names() {
+            let Some(mailbox) = address::mailbox_name(name) else {
+                return Err(format!(
+                    "user name {name:?} cannot be a mailbox (it must not start with '.')"
+                ));
+            };
+            let secret = users.secret(name).unwrap_or_default().to_string();
+            if passwords.insert(mailbox.clone(), secret).is_some() {
+                return Err(format!(
+                    "two users share the mailbox {mailbox:?} (names are compared in lower case)"
+                ));
+            }
+        }
+        Ok(Mailboxes { passwords })
+    }
+
+    /// Does mail for `mailbox` (lower case) have a place to go?
+    pub fn exists(&self, mailbox: &str) -> bool {
+        mailbox == "postmaster" || self.passwords.contains_key(mailbox)
+    }
+
+    /// Is `password` right for `user`? Compared in constant time, so the
+    /// time taken does not tell a guesser how many characters were right.
+    pub fn check_password(&self, user: &str, password: &str) -> bool {
+        match self.passwords.get(user) {
+            Some(secret) => constant_time_eq(secret.as_bytes(), password.as_bytes()),
+            None => false,
+        }
+    }
+}
+
+fn command() -> Command {
+    Command::new(
+        "04_mail_relay",
+        "An email-style relay: takes mail over SMTP, stores it in Maildir folders, \
+         forwards mail for other domains, and serves mailboxes over POP3.",
+    )
+    .opt("--smtp-addr", "HOST:PORT", "where to listen for SMTP (port 0: any free port)", Some("127.0.0.1:2525"))
+    .alias("--addr", "--smtp-addr")
+    .opt("--pop3-addr", "HOST:PORT", "where to listen for POP3 (port 0: any free port)", Some("127.0.0.1:1110"))
+    .opt("--domain", "D[,D...]", "the mail domains delivered here", Some("example.test"))
+    .opt("--spool", "DIR", "where mailboxes and the relay queue live", Some("./mail-spool"))
+    .opt(
+        "--users",
+        "FILE",
+        "name:password lines: the local mailboxes and their POP3 passwords \
+         (default: demo mailboxes alice and bob with new random passwords)",
+        None,
+    )
+    .opt(
+        "--relay-allow",
+        "CIDR[,CIDR...]",
+        "clients that may send mail to other domains through us",
+        Some("127.0.0.0/8,::1/128"),
+    )
+    .opt(
+        "--next-hop",
+        "HOST:PORT",
+        "the SMTP server that takes mail for other domains (default: none, such mail is refused)",
+        None,
+    )
+    .opt("--max-size", "BYTES", "the largest message accepted", Some("10485760"))
+    .opt("--allow", "CIDR[,CIDR...]", "who may connect at all (default: the local networks only)", None)
+    .opt("--max-conns", "N", "at most N clients at once on each listener; more are refused", None)
+    .opt("--idle-timeout", "SECS", "drop an SMTP client that sends nothing for SECS seconds (0: never)", Some("300"))
+    .opt("--pop3-idle-timeout", "SECS", "the same for POP3 clients (0: never)", Some("600"))
+    .flag("--trace", "show every message that crosses the wire on stderr")
+    // Knobs that make the tests fast; never a way to weaken the defaults.
+    .hidden_opt("--retry-base-ms", Some("1000"))
+    .hidden_opt("--retry-max-ms", Some("300000"))
+    .hidden_opt("--auth-delay-ms", Some("500"))
+    .after_help(
+        "Try it (the relay prints the demo passwords on stderr):\n  \
+         python3 -c 'import smtplib; smtplib.SMTP(\"127.0.0.1\", 2525).sendmail(\"a@example.test\", [\"bob@example.test\"], \"Subject: hi\\r\\n\\r\\nhello\")'\n  \
+         curl pop3://bob:PASSWORD@127.0.0.1:1110/1\n\n\
+         Mail for another domain is relayed only from --relay-allow clients, and only with --next-hop.",
+    )
+}
+
+fn main() -> ExitCode {
+    let args = command().parse_env();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Matches) -> io::Result<()> {
+    let domains: Vec<String> = args
+        .get("--domain")
+        .unwrap_or("example.test")
+        .split(',')
+        .map(|d| d.trim().to_ascii_lowercase())
+        .collect();
+    if domains
+        .iter()
+        .any(|d| address::parse_address(&format!("x@{d}")).is_err())
+    {
+        args.fail(
+            "--domain takes domain names separated by commas, such as example.test,example.org",
+        );
+    }
+    let relay_allow: Allowlist = args.value("--relay-allow");
+    let max_size: u64 = args.value("--max-size");
+    let next_hop = args.get("--next-hop").map(str::to_string);
+    let trace = args.flag("--trace");
+
+    // Who has a mailbox: the users file, or two demo users.
+    let (users, demo) = match args.get("--users") {
+        Some(path) => (Users::load(Path::new(path))?, false),
+        None => {
+            let mut users = Users::new();
+            for name in ["alice", "bob"] {
+                users
+                    .insert(name, &new_secret()?)
+                    .map_err(io::Error::other)?;
+            }
+            (users, true)
+        }
+    };
+    let mailboxes = Arc::new(Mailboxes::from_users(&users).map_err(io::Error::other)?);
+
+    // The disk side: mailboxes, and (with a next hop) the relay queue.
+    let spool = Arc::new(spool::Spool::open(Path::new(
+        args.get("--spool").unwrap_or("./mail-spool"),
+    ))?);
+    let queue = match &next_hop {
+        Some(hop) => {
+            let backoff = queue::Backoff {
+                base: Duration::from_millis(args.value("--retry-base-ms")),
+                max: Duration::from_millis(args.value("--retry-max-ms")),
+            };
+            Some(Arc::new(queue::Queue::open(
+                Arc::clone(&spool),
+                hop,
+                &domains[0],
+                backoff,
+                trace,
+            )?))
+        }
+        None => {
+            warn_about_stranded_queue(&spool);
+            None
+        }
+    };
+
+    // Bind both listeners before printing anything, so that the two
+    // `listening on` lines are the first lines on stdout.
+    let mut smtp_config = args.server_config("smtp", Some(b"421 4.7.0 too many connections\r\n"));
+    smtp_config.addr = args
+        .get("--smtp-addr")
+        .unwrap_or("127.0.0.1:2525")
+        .to_string();
+    let mut pop3_config = smtp_config.clone();
+    pop3_config.name = "pop3".to_string();
+    pop3_config.addr = args
+        .get("--pop3-addr")
+        .unwrap_or("127.0.0.1:1110")
+        .to_string();
+    pop3_config.idle_timeout = args.seconds("--pop3-idle-timeout");
+    pop3_config.busy_reply = Some(b"-ERR too many connections\r\n".to_vec());
+    let smtp_server = Server::bind(smtp_config)?;
+    let pop3_server = Server::bind(pop3_config)?;
+    let (smtp_addr, pop3_addr) = (smtp_server.local_addr(), pop3_server.local_addr());
+    {
+        let mut out = io::stdout().lock();
+        writeln!(out, "listening on {smtp_addr} (smtp)")?;
+        writeln!(out, "listening on {pop3_addr} (pop3)")?;
+        out.flush()?;
+    }
+    eprintln!(
+        "mail for {} is stored in {} (one Maildir folder per user)",
+        domains.join(", "),
+        spool.root().display()
+    );
+    if demo {
+        print_demo_help(&users, &domains[0], smtp_addr, pop3_addr);
+    }
+    if let Some(queue) = &queue {
+        queue.start()?;
+    }
+
+    let smtp_service = Arc::new(smtp::SmtpService {
+        host: domains[0].clone(),
+        domains,
+        mailboxes: Arc::clone(&mailboxes),
+        relay_allow,
+        queue,
+        spool: Arc::clone(&spool),
+        max_size,
+    });
+    let pop3_service = Arc::new(pop3::Pop3Service {
+        mailboxes,
+        spool,
+        locked: Mutex::default(),
+        auth_delay: Duration::from_millis(args.value("--auth-delay-ms")),
+    });
+
+    // Each listener is a `Server` on its own thread; each client then gets
+    // a thread of its own from the runner.
+    let smtp = thread::Builder::new()
+        .name("smtp".to_string())
+        .spawn(move || smtp_server.serve(move |conn| smtp::serve(conn, &smtp_service)))?;
+    let pop3 = thread::Builder::new()
+        .name("pop3".to_string())
+        .spawn(move || pop3_server.serve(move |conn| pop3::serve(conn, &pop3_service)))?;
+    for listener in [smtp, pop3] {
+        listener
+            .join()
+            .map_err(|_| io::Error::other("a listener thread panicked"))??;
+    }
+    Ok(())
+}
+
+/// Without `--users`: show the demo passwords, and exactly what to type.
+fn print_demo_help(users: &Users, domain: &str, smtp: SocketAddr, pop3: SocketAddr) {
+    let pop3 = reachable(pop3);
+    let smtp = reachable(smtp);
+    let mut err = io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "no --users file: demo mailboxes with new random passwords (they change at every start):"
+    );
+    for name in users.names() {
+        let password = users.secret(name).unwrap_or_default();
+        let _ = writeln!(
+            err,
+            "  {name:<6} password {password}   read: curl pop3://{name}:{password}@{pop3}/1"
+        );
+    }
+    let _ = writeln!(
+        err,
+        "send bob a message:\n  python3 -c 'import smtplib; smtplib.SMTP(\"{}\", {}).sendmail(\"alice@{domain}\", [\"bob@{domain}\"], \"Subject: hi\\r\\n\\r\\nhello\")'",
+        smtp.ip(),
+        smtp.port()
+    );
+}
+
+/// An address a client on this machine can connect to: a wildcard listener
+/// (`0.0.0.0`) is reached through loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
+}
+
+/// Mail queued by an earlier run with `--next-hop` waits until the relay is
+/// started with one again; say so rather than sit on it silently.
+fn warn_about_stranded_queue(spool: &spool::Spool) {
+    let active = spool.root().join(".queue").join("active");
+    let waiting = std::fs::read_dir(active).map_or(0, |entries| entries.count());
+    if waiting > 0 {
+        eprintln!(
+            "warning: {waiting} message(s) wait in the relay queue; start with --next-hop to send them"
+        );
+    }
+}

@@ -1,0 +1,514 @@
+//! The SMTP side: receiving mail (RFC 5321), one session per connection.
+//!
+//! An SMTP conversation is a series of command lines, each answered by a
+//! reply line that starts with a three-digit code. The first digit is what
+//! a client acts on: `2` done, `3` go on (send the message), `4` try again
+//! later, `5` give up. Here is a whole session, `C:` the client, `S:` us:
+//!
+//! ```text
+//! S: 220 example.test ESMTP netlessons 04_mail_relay
+//! C: EHLO laptop
+//! S: 250-example.test greets laptop
+//! S: 250-SIZE 10485760
+//! S: 250-8BITMIME
+//! S: 250 ENHANCEDSTATUSCODES
+//! C: MAIL FROM:<alice@example.test>
+//! S: 250 2.1.0 OK
+//! C: RCPT TO:<bob@example.test>
+//! S: 250 2.1.5 OK
+//! C: DATA
+//! S: 354 End data with <CR><LF>.<CR><LF>
+//! C: Subject: hi
+//! C:
+//! C: hello
+//! C: .
+//! S: 250 2.0.0 OK: delivered as 1718000000.M1P2Q3.host
+//! C: QUIT
+//! S: 221 2.0.0 Bye
+//! ```
+//!
+//! `MAIL`, `RCPT` and `DATA` must come in that order (a *transaction*); out
+//! of order gets `503`. The `x.y.z` after the code is an *enhanced status
+//! code* (RFC 3463), a finer reason meant for programs.
+
+use crate::Mailboxes;
+use crate::address::{self, Address, Param};
+use crate::message::{self, Hop};
+use crate::queue::Queue;
+use crate::spool::Spool;
+use netlessons::connection::{Connection, LineEnding};
+use netlessons::framing::is_too_long;
+use netlessons::subnet::Allowlist;
+use std::io;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Longest command line: RFC 5321 §4.5.3.1.4 allows 512 bytes *with* the
+/// `\r\n`, so 510 without.
+pub const MAX_COMMAND_LINE: usize = 510;
+/// Longest line of message text: 1000 bytes with the `\r\n` (§4.5.3.1.6).
+pub const MAX_TEXT_LINE: usize = 998;
+/// At most this many recipients per message (§4.5.3.1.8 says servers must
+/// take at least 100; past our limit a client gets `452` and sends the rest
+/// in another transaction).
+pub const MAX_RECIPIENTS: usize = 100;
+/// After this many error replies in one session we hang up, as Postfix does:
+/// a client that keeps getting errors is broken or probing.
+pub const MAX_ERRORS: u32 = 20;
+
+/// What every SMTP session shares: configuration and the stores.
+#[derive(Debug)]
+pub struct SmtpService {
+    /// Our name, in the greeting and in `Received:` headers.
+    pub host: String,
+    /// The domains we deliver locally, lower case.
+    pub domains: Vec<String>,
+    /// Which local mailboxes exist.
+    pub mailboxes: Arc<Mailboxes>,
+    /// Who may send mail to other domains through us.
+    pub relay_allow: Allowlist,
+    /// Where mail for other domains goes, if anywhere.
+    pub queue: Option<Arc<Queue>>,
+    /// Where local mail goes.
+    pub spool: Arc<Spool>,
+    /// Largest message we take, in bytes (`--max-size`).
+    pub max_size: u64,
+}
+
+/// One mail transaction: from `MAIL` to the end of `DATA` (or `RSET`).
+#[derive(Debug, Default)]
+struct Transaction {
+    /// The reverse path (where problems are reported); empty for `<>`.
+    from: String,
+    /// Local mailboxes to deliver to.
+    local: Vec<String>,
+    /// Addresses in other domains, to relay.
+    remote: Vec<String>,
+    /// Did the client try any `RCPT`, even a refused one?
+    tried_rcpt: bool,
+}
+
+impl Transaction {
+    fn recipients(&self) -> usize {
+        self.local.len() + self.remote.len()
+    }
+}
+
+/// The session's state between commands.
+struct Session<'a> {
+    service: &'a SmtpService,
+    conn: Connection,
+    /// The name the client gave in `HELO`/`EHLO`, once it has.
+    helo: Option<String>,
+    /// `EHLO` (extended SMTP) rather than `HELO`.
+    esmtp: bool,
+    transaction: Option<Transaction>,
+    errors: u32,
+}
+
+/// Talks SMTP with one client until it says `QUIT` or goes away.
+pub fn serve(conn: Connection, service: &SmtpService) -> io::Result<()> {
+    let mut session = Session {
+        service,
+        conn,
+        helo: None,
+        esmtp: false,
+        transaction: None,
+        errors: 0,
+    };
+    // SMTP lines end in "\r\n" on the wire, in both directions.
+    session.conn.set_line_ending(LineEnding::CrLf);
+    session.reply(&format!(
+        "220 {} ESMTP netlessons 04_mail_relay",
+        service.host
+    ))?;
+    loop {
+        let line = match session.conn.read_line(MAX_COMMAND_LINE) {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(()), // the client hung up without QUIT: fine
+            Err(e) if is_too_long(&e) => {
+                // Throw away the rest of the line, say so, and carry on.
+                if !session.conn.skip_line()? {
+                    return Ok(());
+                }
+                session.error("500 5.5.2 line too long")?;
+                continue;
+            }
+            Err(e) => return Err(session.fail(e)),
+        };
+        // Commands are ASCII; anything else will not match a command word.
+        let line = String::from_utf8_lossy(&line).into_owned();
+        let (verb, args) = match line.split_once(' ') {
+            Some((verb, args)) => (verb.to_ascii_uppercase(), args.trim()),
+            None => (line.trim().to_ascii_uppercase(), ""),
+        };
+        match verb.as_str() {
+            "EHLO" | "HELO" => session.hello(&verb, args)?,
+            "MAIL" => session.mail(args)?,
+            "RCPT" => session.rcpt(args)?,
+            "DATA" => session.data(args)?,
+            "RSET" => {
+                session.transaction = None;
+                session.reply("250 2.0.0 OK")?;
+            }
+            "NOOP" => session.reply("250 2.0.0 OK")?,
+            // VRFY would tell a spammer which addresses exist, so real
+            // servers answer "I won't say, but send it and I'll try".
+            "VRFY" if args.is_empty() => session.error("501 5.5.4 Syntax: VRFY address")?,
+            "VRFY" => session.reply("252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery")?,
+            "HELP" => session.reply(
+                "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT (see RFC 5321)",
+            )?,
+            "QUIT" => {
+                session.reply("221 2.0.0 Bye")?;
+                return session.conn.flush();
+            }
+            // Commands from RFC 5321 and its extensions that we know but do
+            // not offer: 502 means "recognised, not implemented" (so the
+            // client knows not to retry), unlike 500 "what?".
+            "EXPN" | "TURN" | "ETRN" | "SEND" | "SOML" | "SAML" | "BDAT" | "AUTH" | "STARTTLS" => {
+                session.error(&format!("502 5.5.1 {verb} not implemented"))?
+            }
+            _ => session.error("500 5.5.2 command not recognized")?,
+        }
+        if session.errors >= MAX_ERRORS {
+            session.reply("421 4.7.0 too many errors, closing connection")?;
+            return session.conn.flush();
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Queues one reply line (sent at the next read, or by `flush`).
+    fn reply(&mut self, text: &str) -> io::Result<()> {
+        self.conn.send_line(text)
+    }
+
+    /// Sends an error reply and counts it.
+    fn error(&mut self, text: &str) -> io::Result<()> {
+        self.errors += 1;
+        self.reply(text)
+    }
+
+    /// A read failed. If it was the idle timeout, tell the client with a
+    /// `421` before we hang up (RFC 5321 §4.5.3.2 allows closing after 5
+    /// minutes of silence; `421` means "closing, try later").
+    fn fail(&mut self, e: io::Error) -> io::Error {
+        if e.kind() == io::ErrorKind::TimedOut {
+            let text = format!(
+                "421 4.4.2 {} timeout exceeded, closing connection",
+                self.service.host
+            );
+            let _ = self.reply(&text).and_then(|()| self.conn.flush());
+        }
+        e
+    }
+
+    /// `EHLO name` / `HELO name`: who are you? `EHLO` gets the list of
+    /// extensions we support, one per line: every line but the last has a
+    /// `-` after the code, the last a space. That is how any multi-line
+    /// reply shows where it ends.
+    fn hello(&mut self, verb: &str, args: &str) -> io::Result<()> {
+        let Some(name) = args.split_whitespace().next() else {
+            return self.error(&format!("501 5.5.4 Syntax: {verb} hostname"));
+        };
+        // A new greeting starts over, like RSET.
+        self.transaction = None;
+        self.helo = Some(name.to_string());
+        self.esmtp = verb == "EHLO";
+        let host = &self.service.host;
+        if !self.esmtp {
+            return self.reply(&format!("250 {host}"));
+        }
+        let max = self.service.max_size;
+        self.reply(&format!("250-{host} greets {name}"))?;
+        // SIZE: how big a message may be, so a client can give up early.
+        self.reply(&format!("250-SIZE {max}"))?;
+        // 8BITMIME: message bytes may have the high bit set (UTF-8 text).
+        self.reply("250-8BITMIME")?;
+        self.reply("250 ENHANCEDSTATUSCODES")
+    }
+
+    /// `MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME]`: a new message.
+    fn mail(&mut self, args: &str) -> io::Result<()> {
+        if self.helo.is_none() {
+            return self.error("503 5.5.1 Error: send HELO/EHLO first");
+        }
+        if self.transaction.is_some() {
+            return self.error("503 5.5.1 Error: nested MAIL command");
+        }
+        let (path, params) = match address::split_path(args, "FROM:") {
+            Ok(parsed) => parsed,
+            Err(why) => {
+                return self.error(&format!("501 5.5.4 Syntax: MAIL FROM:<address> ({why})"));
+            }
+        };
+        // The empty path <> is legal: it is how bounces say "do not reply".
+        let from = if path.is_empty() {
+            String::new()
+        } else {
+            match address::parse_address(path) {
+                Ok(addr) => addr.text(),
+                Err(why) => {
+                    return self.error(&format!("553 5.1.7 <{path}>: bad sender address: {why}"));
+                }
+            }
+        };
+        for Param { key, value } in params {
+            match (key.as_str(), value.as_deref()) {
+                ("SIZE", Some(size)) => match size.parse::<u64>() {
+                    // Refusing a declared size now saves sending it all.
+                    Ok(size) if size > self.service.max_size => {
+                        return self.error(&format!(
+                            "552 5.3.4 message size exceeds fixed maximum message size ({} bytes)",
+                            self.service.max_size
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(_) => return self.error("501 5.5.4 SIZE must be a number of bytes"),
+                },
+                ("BODY", Some(body))
+                    if body.eq_ignore_ascii_case("7BIT")
+                        || body.eq_ignore_ascii_case("8BITMIME") => {}
+                _ => return self.error(&format!("555 5.5.4 unsupported MAIL parameter {key}")),
+            }
+        }
+        self.transaction = Some(Transaction {
+            from,
+            ..Transaction::default()
+        });
+        self.reply("250 2.1.0 OK")
+    }
+
+    /// `RCPT TO:<address>`: one recipient. This is where we decide whose
+    /// mail we take: local users, or (for trusted clients only) other domains.
+    fn rcpt(&mut self, args: &str) -> io::Result<()> {
+        let Some(transaction) = self.transaction.as_mut() else {
+            return self.error("503 5.5.1 Error: need MAIL command");
+        };
+        transaction.tried_rcpt = true;
+        let count = transaction.recipients();
+        let (path, params) = match address::split_path(args, "TO:") {
+            Ok(parsed) => parsed,
+            Err(why) => return self.error(&format!("501 5.5.4 Syntax: RCPT TO:<address> ({why})")),
+        };
+        if let Some(param) = params.first() {
+            return self.error(&format!(
+                "555 5.5.4 unsupported RCPT parameter {}",
+                param.key
+            ));
+        }
+        if count >= MAX_RECIPIENTS {
+            return self.error(&format!(
+                "452 4.5.3 Error: too many recipients (at most {MAX_RECIPIENTS})"
+            ));
+        }
+        let addr = match address::parse_address(path) {
+            Ok(addr) => addr,
+            Err(why) => {
+                return self.error(&format!("553 5.1.3 <{path}>: bad recipient address: {why}"));
+            }
+        };
+        match self.route(&addr) {
+            Ok(Route::Local(mailbox)) => {
+                let transaction = self.transaction.as_mut().expect("checked above");
+                if !transaction.local.contains(&mailbox) {
+                    transaction.local.push(mailbox);
+                }
+            }
+            Ok(Route::Remote) => {
+                let transaction = self.transaction.as_mut().expect("checked above");
+                let text = addr.text();
+                if !transaction.remote.contains(&text) {
+                    transaction.remote.push(text);
+                }
+            }
+            Err(reply) => return self.error(&reply),
+        }
+        self.reply("250 2.1.5 OK")
+    }
+
+    /// Where mail for `addr` goes, or the reply that refuses it.
+    fn route(&self, addr: &Address) -> Result<Route, String> {
+        let service = self.service;
+        let text = addr.text();
+        if addr.domain.is_empty() || service.domains.contains(&addr.domain) {
+            let Some(mailbox) = address::mailbox_name(&addr.local) else {
+                return Err(format!(
+                    "553 5.1.3 <{text}>: mailbox name not allowed (use a-z, 0-9, '.', '_' and '-')"
+                ));
+            };
+            if !service.mailboxes.exists(&mailbox) {
+                return Err(format!(
+                    "550 5.1.1 <{text}>: Recipient address rejected: User unknown"
+                ));
+            }
+            return Ok(Route::Local(mailbox));
+        }
+        // Another domain. An *open relay* would take this from anyone, and
+        // spammers would use it to send mail in our name. We take it only
+        // from clients we trust (by their address, which they cannot fake
+        // on an established TCP connection).
+        if !service.relay_allow.contains(self.conn.peer_addr().ip()) {
+            return Err(format!("554 5.7.1 <{text}>: Relay access denied"));
+        }
+        if service.queue.is_none() {
+            return Err(format!("550 5.1.2 <{text}>: no route to that domain"));
+        }
+        Ok(Route::Remote)
+    }
+
+    /// `DATA`: the message itself, up to a line holding a single `.`.
+    fn data(&mut self, args: &str) -> io::Result<()> {
+        let Some(transaction) = &self.transaction else {
+            return self.error("503 5.5.1 Error: need MAIL command");
+        };
+        if transaction.recipients() == 0 {
+            return if transaction.tried_rcpt {
+                self.error("554 5.5.1 Error: no valid recipients")
+            } else {
+                self.error("503 5.5.1 Error: need RCPT command")
+            };
+        }
+        if !args.is_empty() {
+            return self.error("501 5.5.4 Syntax: DATA (no arguments)");
+        }
+        self.reply("354 End data with <CR><LF>.<CR><LF>")?;
+        let outcome = self.read_message()?;
+        // Whatever happens next, this transaction is over.
+        let transaction = self.transaction.take().expect("checked above");
+        let body = match outcome {
+            Incoming::Complete(body) => body,
+            Incoming::LineTooLong => return self.error("500 5.5.2 line too long"),
+            Incoming::TooBig => {
+                return self.error(&format!(
+                    "552 5.3.4 message size exceeds fixed maximum message size ({} bytes)",
+                    self.service.max_size
+                ));
+            }
+        };
+        if message::count_received(&body) >= message::MAX_HOPS {
+            return self.error("554 5.4.6 too many hops: this message is probably in a mail loop");
+        }
+        match self.store(&transaction, &body) {
+            Ok(id) => self.reply(&format!("250 2.0.0 OK: queued as {id}")),
+            Err(e) => {
+                // Nothing was promised, so the client keeps the message and
+                // tries again later. We log the reason for the operator.
+                eprintln!("{} could not store a message: {e}", self.conn.peer_addr());
+                self.error("451 4.3.0 Error: could not store the message; try again later")
+            }
+        }
+    }
+
+    /// Reads message lines until the lone `.`, undoing dot-stuffing and
+    /// storing them with `\n` endings. A line with a bare `\n` ending counts
+    /// as a line, as Postfix treats it. Over-long lines and over-size
+    /// messages are read to the end anyway (the client is still sending, and
+    /// we must find the `.` to stay in step with it), but not kept.
+    fn read_message(&mut self) -> io::Result<Incoming> {
+        let max = self.service.max_size;
+        let mut body = Vec::new();
+        let mut size: u64 = 0;
+        let mut too_long = false;
+        loop {
+            let line = match self.conn.read_line(MAX_TEXT_LINE) {
+                Ok(Some(line)) => line,
+                Ok(None) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the client hung up in the middle of a message; nothing was delivered",
+                    ));
+                }
+                Err(e) if is_too_long(&e) => {
+                    too_long = true;
+                    body = Vec::new();
+                    if !self.conn.skip_line()? {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "client hung up during DATA",
+                        ));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(self.fail(e)),
+            };
+            if line == b"." {
+                break;
+            }
+            // Dot-stuffing: the sender doubled a leading '.'; undo it.
+            let text = line.strip_prefix(b".").unwrap_or(&line);
+            size += text.len() as u64 + 2;
+            if !too_long && size <= max {
+                body.extend_from_slice(text);
+                body.push(b'\n');
+            } else if size > max && !body.is_empty() {
+                body = Vec::new(); // give the memory back at once
+            }
+        }
+        Ok(if too_long {
+            Incoming::LineTooLong
+        } else if size > max {
+            Incoming::TooBig
+        } else {
+            Incoming::Complete(body)
+        })
+    }
+
+    /// Delivers local copies and queues remote ones, durably, and returns
+    /// the message's id. Only when this returns `Ok` may we say `250`.
+    fn store(&self, transaction: &Transaction, body: &[u8]) -> io::Result<String> {
+        let service = self.service;
+        let id = service.spool.unique_name();
+        let single = (transaction.recipients() == 1).then(|| {
+            transaction
+                .remote
+                .first()
+                .cloned()
+                .unwrap_or_else(|| format!("{}@{}", transaction.local[0], service.domains[0]))
+        });
+        let hop = Hop {
+            helo: self.helo.as_deref().unwrap_or(""),
+            peer: self.conn.peer_addr().ip(),
+            by: &service.host,
+            with: if self.esmtp { "ESMTP" } else { "SMTP" },
+            id: &id,
+            for_rcpt: single.as_deref(),
+        };
+        let mut with_received = message::received_header(&hop, SystemTime::now()).into_bytes();
+        with_received.extend_from_slice(body);
+        if !transaction.local.is_empty() {
+            // The final delivery also records the envelope sender, where a
+            // reply about problems would go (RFC 5321 §4.4).
+            let mut local = format!("Return-Path: <{}>\n", transaction.from).into_bytes();
+            local.extend_from_slice(&with_received);
+            service.spool.deliver(&transaction.local, &local)?;
+        }
+        if !transaction.remote.is_empty() {
+            let queue = service
+                .queue
+                .as_ref()
+                .expect("remote recipients need a queue");
+            queue.enqueue(&id, &transaction.from, &transaction.remote, &with_received)?;
+        }
+        Ok(id)
+    }
+}
+
+/// Where a recipient's mail goes.
+enum Route {
+    /// Into this local mailbox.
+    Local(String),
+    /// Into the relay queue.
+    Remote,
+}
+
+/// How reading a message's text ended.
+enum Incoming {
+    /// The whole message, with `\n` line endings.
+    Complete(Vec<u8>),
+    /// Some line was over [`MAX_TEXT_LINE`]; the message was discarded.
+    LineTooLong,
+    /// The message was over `--max-size`; it was discarded.
+    TooBig,
+}

@@ -1,0 +1,1394 @@
+//! Example 04, the mail relay and its client: the SMTP and POP3 contract,
+//! interop with real mail clients (Python's `smtplib` and `poplib`, `curl`),
+//! durable delivery and relaying, and the chapter's exercises.
+//!
+//! Check your own relay with:
+//! `NETLESSONS_04_MAIL_RELAY="python3 my_relay.py" cargo test --test ex04_mail_relay`
+//! (it must take `--smtp-addr`, `--pop3-addr`, `--spool`, `--users`, `--domain`,
+//! `--relay-allow`, `--next-hop` and `--max-size`, and print both `listening on` lines).
+
+mod common;
+
+use assert_cmd::Command as AssertCommand;
+use common::{Server, connect, have, override_command, reference_only, temp_dir};
+use predicates::prelude::*;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const RELAY: &str = "04_mail_relay";
+const CLIENT: &str = "04_mail_client";
+
+/// The users of most tests: `name:password`.
+const USERS: &str = "alice:alice-pw\nbob:bob-pw\ncarol:carol-pw\n";
+
+/// How long to wait for mail to arrive somewhere.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// A relay under test with its spool folder.
+struct Relay {
+    server: Server,
+    spool: PathBuf,
+}
+
+impl Relay {
+    fn smtp(&self) -> SocketAddr {
+        self.server.addr_of("smtp")
+    }
+    fn pop3(&self) -> SocketAddr {
+        self.server.addr_of("pop3")
+    }
+}
+
+/// Starts a relay on free ports with `args`.
+fn start(args: &[&str]) -> Server {
+    Server::start_with(
+        RELAY,
+        &["--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0"],
+        args,
+        2,
+    )
+}
+
+/// A fresh spool and users file under `name`, and a relay using them
+/// (domain `example.test`) plus `extra` flags.
+fn relay(name: &str, extra: &[&str]) -> Relay {
+    let dir = temp_dir(name);
+    let spool = dir.join("spool");
+    let users = dir.join("users");
+    fs::write(&users, USERS).unwrap();
+    let mut args = vec![
+        "--spool",
+        spool.to_str().unwrap(),
+        "--users",
+        users.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Relay {
+        server: start(&args),
+        spool,
+    }
+}
+
+/// Faster retries, when the reference relay runs (a hidden knob a learner's
+/// program need not have).
+fn fast_retries() -> Vec<&'static str> {
+    if override_command(RELAY).is_none() {
+        vec![
+            "--retry-base-ms",
+            "100",
+            "--retry-max-ms",
+            "1000",
+            "--auth-delay-ms",
+            "10",
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
+/// A raw SMTP (or POP3) conversation over a socket, for exact replies.
+struct Wire {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Wire {
+    fn open(addr: SocketAddr) -> Wire {
+        let stream = connect(addr);
+        Wire {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    /// Connects and checks the SMTP greeting.
+    fn smtp(addr: SocketAddr) -> Wire {
+        let mut wire = Wire::open(addr);
+        let greeting = wire.reply();
+        assert!(greeting.starts_with("220"), "greeting: {greeting:?}");
+        wire
+    }
+
+    /// Connects, checks the POP3 greeting and logs in.
+    fn pop3(addr: SocketAddr, user: &str, password: &str) -> Wire {
+        let mut wire = Wire::open(addr);
+        assert!(wire.line().starts_with("+OK"));
+        assert!(wire.cmd_line(&format!("USER {user}")).starts_with("+OK"));
+        let reply = wire.cmd_line(&format!("PASS {password}"));
+        assert!(reply.starts_with("+OK"), "login as {user}: {reply}");
+        wire
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// One line, without its `\r\n` (which must be there).
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        assert!(line.ends_with("\r\n"), "line without CRLF: {line:?}");
+        line.truncate(line.len() - 2);
+        line
+    }
+
+    /// A whole SMTP reply, continuation lines joined by `\n`.
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let line = self.line();
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+            all.push('\n');
+        }
+    }
+
+    /// Sends an SMTP command, returns the reply.
+    fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// Sends a POP3 command, returns the first reply line.
+    fn cmd_line(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.line()
+    }
+
+    /// The lines of a POP3 multi-line reply up to the `.`, still stuffed.
+    fn multiline(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line();
+            if line == "." {
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+}
+
+/// Asserts an SMTP reply starts with `code`.
+#[track_caller]
+fn expect(reply: &str, code: &str) {
+    assert!(reply.starts_with(code), "expected {code}, got {reply:?}");
+}
+
+/// One whole SMTP transaction; `data` is sent as is (already CRLF and
+/// dot-stuffed), then `.`. Returns the reply to the final dot.
+fn transaction(wire: &mut Wire, from: &str, to: &[&str], data: &[u8]) -> String {
+    expect(&wire.cmd(&format!("MAIL FROM:<{from}>")), "250");
+    for rcpt in to {
+        expect(&wire.cmd(&format!("RCPT TO:<{rcpt}>")), "250");
+    }
+    expect(&wire.cmd("DATA"), "354");
+    wire.send(data);
+    wire.send(b".\r\n");
+    wire.reply()
+}
+
+/// Sends one message over a fresh connection and expects it accepted.
+fn send_message(addr: SocketAddr, from: &str, to: &[&str], data: &str) {
+    let mut wire = Wire::smtp(addr);
+    expect(&wire.cmd("EHLO test.client"), "250");
+    expect(&transaction(&mut wire, from, to, data.as_bytes()), "250");
+    expect(&wire.cmd("QUIT"), "221");
+}
+
+/// The messages in a Maildir (`new/` and `cur/`), oldest first.
+fn maildir(spool: &Path, user: &str) -> Vec<Vec<u8>> {
+    let mut paths: Vec<PathBuf> = ["new", "cur"]
+        .iter()
+        .filter_map(|sub| fs::read_dir(spool.join(user).join(sub)).ok())
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| fs::read(p).unwrap()).collect()
+}
+
+/// Every file anywhere under `dir`.
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(all_files(&path));
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs a Python script with arguments; returns stdout, failing on a non-zero exit.
+fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python failed: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// A port that was free a moment ago (bind, read the port, drop).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ---------------------------------------------------------------------------
+// SMTP: delivery with real clients
+// ---------------------------------------------------------------------------
+
+/// Python's smtplib sends to a local user; the Maildir file in `new/` holds
+/// the message with `\n` endings, a `Received:` header and the envelope sender.
+#[test]
+fn smtplib_delivers_into_maildir() {
+    if !have("python3", "smtplib_delivers_into_maildir") {
+        return;
+    }
+    let r = relay("smtplib_delivers", &[]);
+    let script = r#"
+import smtplib, sys
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
+    refused = s.sendmail("alice@example.test", ["bob@example.test"], "Subject: hi\r\n\r\nhello from smtplib\r\n")
+print("refused", refused)
+"#;
+    let out = python(script, &[&r.smtp().port().to_string()]);
+    assert_eq!(out.trim(), "refused {}");
+    let mail = maildir(&r.spool, "bob");
+    assert_eq!(mail.len(), 1, "one message in bob's Maildir");
+    let message = text(&mail[0]);
+    assert!(
+        message.contains("Subject: hi\n\nhello from smtplib\n"),
+        "{message}"
+    );
+    assert!(message.contains("Received: from "), "{message}");
+    assert!(
+        !message.contains('\r'),
+        "stored with LF endings: {message:?}"
+    );
+    assert!(
+        fs::read_dir(r.spool.join("bob").join("new"))
+            .unwrap()
+            .count()
+            == 1
+    );
+}
+
+/// `curl smtp://` (with `--crlf`) delivers a message read from stdin.
+#[test]
+fn curl_smtp_delivers() {
+    if !have("curl", "curl_smtp_delivers") {
+        return;
+    }
+    let r = relay("curl_smtp", &[]);
+    let mut curl = Command::new("curl")
+        .args([
+            "-sS",
+            &format!("smtp://{}", r.smtp()),
+            "--mail-from",
+            "alice@example.test",
+        ])
+        .args([
+            "--mail-rcpt",
+            "bob@example.test",
+            "--upload-file",
+            "-",
+            "--crlf",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    curl.stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: by curl\n\nhello from curl\n")
+        .unwrap();
+    let out = curl.wait_with_output().unwrap();
+    assert!(out.status.success(), "curl failed: {}", text(&out.stderr));
+    let mail = maildir(&r.spool, "bob");
+    assert_eq!(mail.len(), 1);
+    assert!(text(&mail[0]).contains("Subject: by curl\n\nhello from curl\n"));
+}
+
+/// Lines starting with `.` (dot-stuffed on the wire), bare-LF lines, 8-bit
+/// UTF-8 and empty lines all arrive intact.
+#[test]
+fn dots_bare_lf_and_8bit_arrive_intact() {
+    let r = relay("dots_bare_lf", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    let data = "Subject: dots\r\n\r\n..leading dot\r\n...two dots\r\n.\x20\r\nbare\nlf\nend\r\n\r\nh\u{e9}llo \u{1f600}\r\n";
+    expect(
+        &transaction(
+            &mut wire,
+            "alice@example.test",
+            &["bob@example.test"],
+            data.as_bytes(),
+        ),
+        "250",
+    );
+    let mail = text(&maildir(&r.spool, "bob")[0]);
+    assert!(
+        mail.ends_with(
+            "Subject: dots\n\n.leading dot\n..two dots\n \nbare\nlf\nend\n\nh\u{e9}llo \u{1f600}\n"
+        ),
+        "{mail:?}"
+    );
+}
+
+/// `EHLO` answers in several lines and offers SIZE (with the limit) and
+/// 8BITMIME; commands are case-insensitive; `HELO` works too.
+#[test]
+fn ehlo_is_multiline_and_commands_are_case_insensitive() {
+    let r = relay("ehlo_multiline", &["--max-size", "123456"]);
+    let mut wire = Wire::smtp(r.smtp());
+    let ehlo = wire.cmd("ehlo test.client");
+    let lines: Vec<&str> = ehlo.lines().collect();
+    assert!(lines.len() >= 3, "{ehlo}");
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l.starts_with("250-")),
+        "{ehlo}"
+    );
+    assert!(lines.last().unwrap().starts_with("250 "), "{ehlo}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l[4..].eq_ignore_ascii_case("SIZE 123456")),
+        "{ehlo}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l[4..].eq_ignore_ascii_case("8BITMIME")),
+        "{ehlo}"
+    );
+    expect(
+        &wire.cmd("mail from:<alice@example.test> size=100 body=8bitmime"),
+        "250",
+    );
+    expect(&wire.cmd("rcpt to:<BOB@Example.Test>"), "250");
+    expect(&wire.cmd("rset"), "250");
+    expect(&wire.cmd("noop"), "250");
+    expect(&wire.cmd("HELO other.client"), "250");
+    expect(&wire.cmd("VRFY bob"), "252");
+    expect(&wire.cmd("qUiT"), "221");
+}
+
+/// Commands out of order get 503: MAIL before HELO, RCPT before MAIL, DATA
+/// before MAIL or before any RCPT, a second MAIL.
+#[test]
+fn commands_out_of_order_get_503() {
+    let r = relay("out_of_order", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("MAIL FROM:<alice@example.test>"), "503");
+    expect(&wire.cmd("EHLO test.client"), "250");
+    expect(&wire.cmd("RCPT TO:<bob@example.test>"), "503");
+    expect(&wire.cmd("DATA"), "503");
+    expect(&wire.cmd("MAIL FROM:<alice@example.test>"), "250");
+    expect(&wire.cmd("MAIL FROM:<alice@example.test>"), "503");
+    expect(&wire.cmd("DATA"), "503");
+    // After all that, a proper transaction still works.
+    expect(&wire.cmd("RCPT TO:<bob@example.test>"), "250");
+    expect(&wire.cmd("DATA"), "354");
+    wire.send(b"Subject: ok\r\n\r\nfine\r\n.\r\n");
+    expect(&wire.reply(), "250");
+    assert_eq!(maildir(&r.spool, "bob").len(), 1);
+}
+
+/// A declared size over `--max-size` is refused at MAIL (552); an actual
+/// message over it is read to its end, refused with 552 and not stored.
+#[test]
+fn oversize_gets_552_declared_or_actual() {
+    let r = relay("oversize", &["--max-size", "1000"]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    expect(&wire.cmd("MAIL FROM:<alice@example.test> SIZE=5000"), "552");
+    let big = format!(
+        "Subject: big\r\n\r\n{}",
+        "0123456789012345678901234567890123456789\r\n".repeat(50)
+    );
+    let reply = transaction(
+        &mut wire,
+        "alice@example.test",
+        &["bob@example.test"],
+        big.as_bytes(),
+    );
+    expect(&reply, "552");
+    // The session is still in step: a small message goes through.
+    let reply = transaction(
+        &mut wire,
+        "alice@example.test",
+        &["bob@example.test"],
+        b"Subject: small\r\n\r\nok\r\n",
+    );
+    expect(&reply, "250");
+    let mail = maildir(&r.spool, "bob");
+    assert_eq!(mail.len(), 1, "only the small message is stored");
+    assert!(text(&mail[0]).contains("Subject: small"));
+}
+
+/// A command line may be 512 bytes with its CRLF; a longer one gets 500 and
+/// the session carries on.
+#[test]
+fn command_line_limit_is_512_bytes() {
+    let r = relay("command_limit", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    let at_limit = format!("NOOP {}", "x".repeat(510 - 5));
+    assert_eq!(at_limit.len() + 2, 512);
+    expect(&wire.cmd(&at_limit), "250");
+    let over = format!("NOOP {}", "x".repeat(2000));
+    expect(&wire.cmd(&over), "500");
+    expect(&wire.cmd("NOOP"), "250");
+}
+
+/// A text line may be 1000 bytes with its CRLF; a longer one makes the
+/// message fail with `500 5.5.2 line too long` after the final dot, and
+/// nothing is stored.
+#[test]
+fn text_line_limit_is_1000_bytes() {
+    let r = relay("text_limit", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    let ok_line = "y".repeat(998);
+    let ok = format!("Subject: at limit\r\n\r\n{ok_line}\r\n");
+    expect(
+        &transaction(
+            &mut wire,
+            "alice@example.test",
+            &["bob@example.test"],
+            ok.as_bytes(),
+        ),
+        "250",
+    );
+    let too_long = format!("Subject: over\r\n\r\n{}\r\nafter\r\n", "z".repeat(999));
+    let reply = transaction(
+        &mut wire,
+        "alice@example.test",
+        &["bob@example.test"],
+        too_long.as_bytes(),
+    );
+    assert!(reply.starts_with("500 5.5.2 line too long"), "{reply}");
+    expect(&wire.cmd("NOOP"), "250");
+    let mail = maildir(&r.spool, "bob");
+    assert_eq!(mail.len(), 1, "the over-long message was discarded");
+    assert!(text(&mail[0]).contains(&format!("\n{ok_line}\n")));
+}
+
+/// Up to 100 recipients are accepted; the 101st gets 452, and the message
+/// still goes to the first 100.
+#[test]
+fn recipient_limit_is_100() {
+    let dir = temp_dir("recipient_limit");
+    let users: String = (0..101).map(|i| format!("u{i}:pw{i}\n")).collect();
+    fs::write(dir.join("users"), users).unwrap();
+    let spool = dir.join("spool");
+    let server = start(&[
+        "--spool",
+        spool.to_str().unwrap(),
+        "--users",
+        dir.join("users").to_str().unwrap(),
+    ]);
+    let mut wire = Wire::smtp(server.addr_of("smtp"));
+    expect(&wire.cmd("EHLO test.client"), "250");
+    expect(&wire.cmd("MAIL FROM:<alice@example.test>"), "250");
+    for i in 0..100 {
+        expect(&wire.cmd(&format!("RCPT TO:<u{i}@example.test>")), "250");
+    }
+    expect(&wire.cmd("RCPT TO:<u100@example.test>"), "452");
+    expect(&wire.cmd("DATA"), "354");
+    wire.send(b"Subject: many\r\n\r\nhi all\r\n.\r\n");
+    expect(&wire.reply(), "250");
+    assert_eq!(maildir(&spool, "u99").len(), 1);
+    assert_eq!(maildir(&spool, "u100").len(), 0);
+}
+
+/// An unknown local user gets 550; a local part that cannot be a mailbox
+/// folder gets 553; `postmaster` always exists; case does not matter.
+#[test]
+fn unknown_user_550_and_bad_local_part_553() {
+    let r = relay("unknown_user", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    expect(&wire.cmd("MAIL FROM:<alice@example.test>"), "250");
+    expect(&wire.cmd("RCPT TO:<nobody@example.test>"), "550");
+    for bad in [
+        "a+b@example.test",
+        ".hidden@example.test",
+        "../etc@example.test",
+        "a/b@example.test",
+    ] {
+        expect(&wire.cmd(&format!("RCPT TO:<{bad}>")), "553");
+    }
+    expect(&wire.cmd("RCPT TO:<Postmaster@example.test>"), "250");
+    expect(&wire.cmd("RCPT TO:<postmaster>"), "250");
+    expect(&wire.cmd("RCPT TO:<CAROL@EXAMPLE.TEST>"), "250");
+    expect(&wire.cmd("DATA"), "354");
+    wire.send(b"Subject: hello\r\n\r\nhi\r\n.\r\n");
+    expect(&wire.reply(), "250");
+    assert_eq!(
+        maildir(&r.spool, "postmaster").len(),
+        1,
+        "postmaster gets one copy"
+    );
+    assert_eq!(maildir(&r.spool, "carol").len(), 1);
+    assert!(!r.spool.join("nobody").exists());
+}
+
+/// Every domain given to `--domain` is local.
+#[test]
+fn several_local_domains() {
+    let r = relay("several_domains", &["--domain", "one.test,Two.Test"]);
+    send_message(
+        r.smtp(),
+        "x@else.test",
+        &["bob@one.test", "carol@two.test"],
+        "Subject: d\r\n\r\nhi\r\n",
+    );
+    assert_eq!(maildir(&r.spool, "bob").len(), 1);
+    assert_eq!(maildir(&r.spool, "carol").len(), 1);
+}
+
+/// Eight clients sending at once each get every message stored exactly once
+/// (deliveries share folder syncs but never lose one).
+#[test]
+fn concurrent_senders_lose_nothing() {
+    let r = relay("concurrent_senders", &[]);
+    let addr = r.smtp();
+    let senders: Vec<_> = (0..8)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut wire = Wire::smtp(addr);
+                expect(&wire.cmd("EHLO test.client"), "250");
+                for k in 0..10 {
+                    let data = format!("Subject: {i}-{k}\r\n\r\nmessage {i}-{k}\r\n");
+                    expect(
+                        &transaction(
+                            &mut wire,
+                            "alice@example.test",
+                            &["bob@example.test"],
+                            data.as_bytes(),
+                        ),
+                        "250",
+                    );
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let mail: Vec<String> = maildir(&r.spool, "bob").iter().map(|m| text(m)).collect();
+    assert_eq!(mail.len(), 80);
+    for i in 0..8 {
+        for k in 0..10 {
+            let needle = format!("\nmessage {i}-{k}\n");
+            assert_eq!(
+                mail.iter().filter(|m| m.contains(&needle)).count(),
+                1,
+                "{needle:?}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Relaying
+// ---------------------------------------------------------------------------
+
+/// From a client outside `--relay-allow`, mail for another domain gets
+/// `554 5.7.1 … Relay access denied` at RCPT, and nothing is stored.
+#[test]
+fn relay_refused_outside_relay_allow() {
+    // 127.0.0.1 is not in 10.0.0.0/8, so this test's client is "outside".
+    let r = relay(
+        "relay_refused",
+        &["--relay-allow", "10.0.0.0/8", "--next-hop", "127.0.0.1:9"],
+    );
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    expect(&wire.cmd("MAIL FROM:<spammer@else.test>"), "250");
+    let reply = wire.cmd("RCPT TO:<victim@far.away.test>");
+    assert!(
+        reply.starts_with("554 5.7.1 <victim@far.away.test>: Relay access denied"),
+        "{reply}"
+    );
+    expect(&wire.cmd("DATA"), "554");
+    expect(&wire.cmd("QUIT"), "221");
+    assert!(
+        all_files(&r.spool).is_empty(),
+        "stored: {:?}",
+        all_files(&r.spool)
+    );
+}
+
+/// Without `--next-hop`, a non-local recipient gets `550 5.1.2 … no route`.
+#[test]
+fn no_next_hop_means_no_route() {
+    let r = relay("no_route", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    expect(&wire.cmd("MAIL FROM:<alice@example.test>"), "250");
+    let reply = wire.cmd("RCPT TO:<carol@remote.test>");
+    assert!(
+        reply.starts_with("550 5.1.2 <carol@remote.test>: no route to that domain"),
+        "{reply}"
+    );
+}
+
+/// Starts the second relay of a chain: domain `remote.test`, user carol.
+fn second_hop(name: &str, addr: &str) -> (Server, PathBuf) {
+    let dir = temp_dir(name);
+    let spool = dir.join("spool");
+    fs::write(dir.join("users"), "carol:carol-pw\n").unwrap();
+    let server = Server::start_with(
+        RELAY,
+        &["--smtp-addr", addr, "--pop3-addr", "127.0.0.1:0"],
+        &[
+            "--domain",
+            "remote.test",
+            "--spool",
+            spool.to_str().unwrap(),
+            "--users",
+            dir.join("users").to_str().unwrap(),
+        ],
+        2,
+    );
+    (server, spool)
+}
+
+/// A chain of two relays: mail for `remote.test` sent to the first reaches
+/// carol's Maildir on the second, with a `Received:` header from each hop.
+#[test]
+fn chain_of_two_relays_delivers() {
+    let (hop2, spool2) = second_hop("chain_hop2", "127.0.0.1:0");
+    let hop2_addr = hop2.addr_of("smtp").to_string();
+    let mut args = vec!["--next-hop", hop2_addr.as_str()];
+    args.extend(fast_retries());
+    let hop1 = relay("chain_hop1", &args);
+    send_message(
+        hop1.smtp(),
+        "alice@example.test",
+        &["carol@remote.test", "bob@example.test"],
+        "Subject: two hops\r\n\r\n..dotted line travels too\r\n",
+    );
+    assert_eq!(maildir(&hop1.spool, "bob").len(), 1, "the local copy");
+    assert!(
+        wait_until(DELIVERY_TIMEOUT, || maildir(&spool2, "carol").len() == 1),
+        "never reached hop 2"
+    );
+    let mail = text(&maildir(&spool2, "carol")[0]);
+    assert_eq!(mail.matches("Received: ").count(), 2, "{mail}");
+    assert!(
+        mail.contains("Subject: two hops\n\n.dotted line travels too\n"),
+        "{mail}"
+    );
+    assert!(mail.contains("Return-Path: <alice@example.test>"), "{mail}");
+    assert!(
+        maildir(&hop1.spool, "carol").is_empty(),
+        "no local copy for carol on hop 1"
+    );
+}
+
+/// Restarts a relay on the port it had, trying a few times (the port may
+/// take a moment to be free again).
+fn restart_on<T>(addr: &str, start: impl Fn() -> T) -> T {
+    for _ in 0..20 {
+        if TcpListener::bind(addr).is_ok() {
+            if let Ok(server) = catch_unwind(AssertUnwindSafe(&start)) {
+                return server;
+            }
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    panic!("could not restart a relay on {addr}");
+}
+
+/// With the next hop down, relayed mail waits in the queue; once the next
+/// hop starts, the message is delivered.
+#[test]
+fn next_hop_down_then_up_delivers() {
+    let port = free_port();
+    let hop2_addr = format!("127.0.0.1:{port}");
+    let mut args = vec!["--next-hop", hop2_addr.as_str()];
+    args.extend(fast_retries());
+    let hop1 = relay("hop_down_hop1", &args);
+    send_message(
+        hop1.smtp(),
+        "alice@example.test",
+        &["carol@remote.test"],
+        "Subject: patience\r\n\r\nwait\r\n",
+    );
+    // Nobody listens on hop 2's port yet: the message must wait, not vanish.
+    thread::sleep(Duration::from_millis(300));
+    let (_hop2, spool2) = restart_on(&hop2_addr, || second_hop("hop_down_hop2", &hop2_addr));
+    assert!(
+        wait_until(DELIVERY_TIMEOUT, || maildir(&spool2, "carol").len() == 1),
+        "never delivered after hop 2 came up"
+    );
+    assert!(text(&maildir(&spool2, "carol")[0]).contains("Subject: patience"));
+}
+
+/// A relay killed with SIGKILL right after its 250 loses nothing: the local
+/// copy is already in Maildir, and the relayed copy is delivered by the
+/// restarted relay.
+#[test]
+fn kill_after_250_loses_nothing() {
+    let (_hop2, spool2) = second_hop("kill_hop2", "127.0.0.1:0");
+    let hop2_addr = _hop2.addr_of("smtp").to_string();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let dir = temp_dir("kill_hop1");
+    let spool = dir.join("spool");
+    fs::write(dir.join("users"), USERS).unwrap();
+    let base = vec![
+        "--spool".to_string(),
+        spool.to_str().unwrap().to_string(),
+        "--users".to_string(),
+        dir.join("users").to_str().unwrap().to_string(),
+    ];
+    let with_hop = |hop: &str| -> Server {
+        let mut args = base.clone();
+        args.extend(["--next-hop".to_string(), hop.to_string()]);
+        args.extend(fast_retries().into_iter().map(String::from));
+        start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // First life: the next hop is unreachable, so the message must be queued.
+    let mut first = with_hop(&dead);
+    let mut wire = Wire::smtp(first.addr_of("smtp"));
+    expect(&wire.cmd("EHLO test.client"), "250");
+    let data = b"Subject: survive\r\n\r\nkill -9 me\r\n";
+    expect(
+        &transaction(
+            &mut wire,
+            "alice@example.test",
+            &["bob@example.test", "carol@remote.test"],
+            data,
+        ),
+        "250",
+    );
+    first.kill();
+    drop(wire);
+    let local = maildir(&spool, "bob");
+    assert_eq!(
+        local.len(),
+        1,
+        "the local copy is in Maildir after the kill"
+    );
+    assert!(text(&local[0]).contains("kill -9 me"));
+    // Second life, now with a working next hop: the queue is picked up.
+    let _second = with_hop(&hop2_addr);
+    assert!(
+        wait_until(DELIVERY_TIMEOUT, || maildir(&spool2, "carol").len() == 1),
+        "the queued copy was lost"
+    );
+    assert!(text(&maildir(&spool2, "carol")[0]).contains("kill -9 me"));
+    assert_eq!(
+        maildir(&spool, "bob").len(),
+        1,
+        "the local copy was not delivered twice"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// POP3
+// ---------------------------------------------------------------------------
+
+/// Python's poplib logs in, lists, reads (TOP, RETR, UIDL) and deletes;
+/// the deletion happens at QUIT.
+#[test]
+fn poplib_lists_reads_and_deletes() {
+    if !have("python3", "poplib_lists_reads_and_deletes") {
+        return;
+    }
+    let r = relay("poplib", &[]);
+    send_message(
+        r.smtp(),
+        "alice@example.test",
+        &["bob@example.test"],
+        "Subject: one\r\n\r\nfirst\r\n",
+    );
+    send_message(
+        r.smtp(),
+        "alice@example.test",
+        &["bob@example.test"],
+        "Subject: two\r\n\r\n..second\r\n",
+    );
+    let script = r#"
+import poplib, sys
+p = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=20)
+p.user("bob"); p.pass_("bob-pw")
+count, size = p.stat()
+resp, listing, _ = p.list()
+assert len(listing) == 2 and count == 2, (count, listing)
+assert sum(int(l.split()[1]) for l in listing) == size
+resp, lines, octets = p.retr(2)
+assert b"Subject: two" in lines and lines[-1] == b".second", lines
+resp, top, _ = p.top(1, 0)
+assert b"Subject: one" in top and b"first" not in top, top
+uids = [l.split()[1] for l in p.uidl()[1]]
+assert len(set(uids)) == 2
+p.dele(1)
+p.quit()
+p = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=20)
+p.user("bob"); p.pass_("bob-pw")
+print(p.stat()[0], p.uidl()[1][0].split()[1] == uids[1])
+p.quit()
+"#;
+    assert_eq!(
+        python(script, &[&r.pop3().port().to_string()]).trim(),
+        "1 True"
+    );
+    let mail = maildir(&r.spool, "bob");
+    assert_eq!(mail.len(), 1);
+    assert!(text(&mail[0]).contains("Subject: two"));
+}
+
+/// `curl pop3://user:pass@host:port/` lists, `/1` reads, `-X DELE` deletes.
+#[test]
+fn curl_pop3_lists_reads_and_deletes() {
+    if !have("curl", "curl_pop3_lists_reads_and_deletes") {
+        return;
+    }
+    let r = relay("curl_pop3", &[]);
+    send_message(
+        r.smtp(),
+        "alice@example.test",
+        &["bob@example.test"],
+        "Subject: for curl\r\n\r\nread me\r\n",
+    );
+    send_message(
+        r.smtp(),
+        "alice@example.test",
+        &["bob@example.test"],
+        "Subject: second\r\n\r\nme too\r\n",
+    );
+    let base = format!("pop3://bob:bob-pw@{}", r.pop3());
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl").arg("-sS").args(args).output().unwrap();
+        assert!(out.status.success(), "curl {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let listing = curl(&[&format!("{base}/")]);
+    assert_eq!(listing.lines().count(), 2, "{listing:?}");
+    assert!(listing.starts_with("1 "));
+    let first = curl(&[&format!("{base}/1")]);
+    assert!(
+        first.contains("Subject: for curl\r\n\r\nread me\r\n"),
+        "{first:?}"
+    );
+    curl(&["-X", "DELE", "-I", &format!("{base}/1")]);
+    let listing = curl(&[&format!("{base}/")]);
+    assert_eq!(listing.lines().count(), 1, "{listing:?}");
+    assert!(curl(&[&format!("{base}/1")]).contains("Subject: second"));
+}
+
+/// On the wire, RETR sends CRLF lines, byte-stuffs lines starting with `.`,
+/// ends with `.`, and LIST's size is the CRLF size.
+#[test]
+fn pop3_retr_is_crlf_and_byte_stuffed() {
+    let r = relay("pop3_stuffing", &[]);
+    send_message(
+        r.smtp(),
+        "alice@example.test",
+        &["bob@example.test"],
+        "Subject: s\r\n\r\n..dot\r\nplain\r\n",
+    );
+    let mut wire = Wire::pop3(r.pop3(), "bob", "bob-pw");
+    let list = wire.cmd_line("LIST 1");
+    let size: usize = list.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(wire.cmd_line("RETR 1").starts_with("+OK"));
+    let lines = wire.multiline(); // Wire::line checks every line ends in CRLF
+    assert_eq!(&lines[lines.len() - 2..], ["..dot", "plain"]);
+    let unstuffed: usize = lines
+        .iter()
+        .map(|l| l.strip_prefix('.').unwrap_or(l).len() + 2)
+        .sum();
+    assert_eq!(
+        unstuffed, size,
+        "LIST size = message size with CRLF endings"
+    );
+    assert!(wire.cmd_line("QUIT").starts_with("+OK"));
+}
+
+/// Only one session per mailbox at a time; the lock goes with the session.
+#[test]
+fn pop3_one_session_per_mailbox() {
+    let r = relay("pop3_lock", &[]);
+    let mut first = Wire::pop3(r.pop3(), "bob", "bob-pw");
+    let mut second = Wire::open(r.pop3());
+    assert!(second.line().starts_with("+OK"));
+    assert!(second.cmd_line("USER bob").starts_with("+OK"));
+    let refused = second.cmd_line("PASS bob-pw");
+    assert!(refused.starts_with("-ERR"), "{refused}");
+    // Another mailbox is not affected.
+    let _alice = Wire::pop3(r.pop3(), "alice", "alice-pw");
+    assert!(first.cmd_line("QUIT").starts_with("+OK"));
+    // Wait for the server to finish that session (it closes the connection).
+    let mut rest = Vec::new();
+    let _ = first.reader.read_to_end(&mut rest);
+    assert!(second.cmd_line("USER bob").starts_with("+OK"));
+    assert!(second.cmd_line("PASS bob-pw").starts_with("+OK"));
+}
+
+/// DELE marks; only QUIT removes. A client that disconnects without QUIT
+/// deletes nothing; RSET unmarks.
+#[test]
+fn pop3_deletes_only_at_quit() {
+    let r = relay("pop3_quit", &[]);
+    send_message(
+        r.smtp(),
+        "alice@example.test",
+        &["bob@example.test"],
+        "Subject: keep\r\n\r\nme\r\n",
+    );
+    {
+        let mut wire = Wire::pop3(r.pop3(), "bob", "bob-pw");
+        assert!(wire.cmd_line("DELE 1").starts_with("+OK"));
+        assert!(
+            wire.cmd_line("RETR 1").starts_with("-ERR"),
+            "a deleted message is gone for this session"
+        );
+        // Dropped without QUIT.
+    }
+    let mut wire = Wire::open(r.pop3());
+    assert!(wire.line().starts_with("+OK"));
+    assert!(wire.cmd_line("USER bob").starts_with("+OK"));
+    // The first session's lock may take a moment to go (its thread must
+    // notice the hang-up); retry the login within a bound.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = wire.cmd_line("PASS bob-pw");
+        if reply.starts_with("+OK") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "mailbox still locked: {reply}");
+        thread::sleep(Duration::from_millis(50));
+        assert!(wire.cmd_line("USER bob").starts_with("+OK"));
+    }
+    assert!(wire.cmd_line("STAT").starts_with("+OK 1 "));
+    assert!(wire.cmd_line("DELE 1").starts_with("+OK"));
+    assert!(wire.cmd_line("RSET").starts_with("+OK"));
+    assert!(wire.cmd_line("QUIT").starts_with("+OK"));
+    assert_eq!(maildir(&r.spool, "bob").len(), 1);
+}
+
+/// A wrong password or unknown user gets `-ERR`; CAPA lists USER; the
+/// greeting has no `<…>` APOP token.
+#[test]
+fn pop3_login_rules() {
+    let r = relay("pop3_login", &fast_retries());
+    let mut wire = Wire::open(r.pop3());
+    let greeting = wire.line();
+    assert!(
+        greeting.starts_with("+OK") && !greeting.contains('<'),
+        "{greeting}"
+    );
+    assert!(wire.cmd_line("CAPA").starts_with("+OK"));
+    let caps = wire.multiline();
+    assert!(caps.iter().any(|c| c == "USER"), "{caps:?}");
+    assert!(
+        wire.cmd_line("STAT").starts_with("-ERR"),
+        "STAT before login"
+    );
+    assert!(wire.cmd_line("USER bob").starts_with("+OK"));
+    assert!(wire.cmd_line("PASS wrong").starts_with("-ERR"));
+    assert!(wire.cmd_line("USER nobody").starts_with("+OK"));
+    assert!(wire.cmd_line("PASS bob-pw").starts_with("-ERR"));
+    assert!(wire.cmd_line("QUIT").starts_with("+OK"));
+}
+
+// ---------------------------------------------------------------------------
+// The client example
+// ---------------------------------------------------------------------------
+
+/// `04_mail_client send` delivers stdin as the body; `fetch` prints it back;
+/// `fetch --delete` empties the mailbox.
+#[test]
+fn client_example_sends_and_fetches() {
+    let r = relay("client_example", &[]);
+    AssertCommand::from_std(common::command(CLIENT))
+        .args([
+            "send",
+            "--addr",
+            &r.smtp().to_string(),
+            "--from",
+            "alice@example.test",
+        ])
+        .args(["--to", "bob@example.test", "--subject", "from the client"])
+        .write_stdin(".starts with a dot\nsecond line\n")
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("sent: 250"));
+    let mail = text(&maildir(&r.spool, "bob")[0]);
+    assert!(mail.contains("Subject: from the client\n"), "{mail}");
+    assert!(
+        mail.ends_with("\n\n.starts with a dot\nsecond line\n"),
+        "{mail:?}"
+    );
+    for delete in [false, true] {
+        let mut cmd = AssertCommand::from_std(common::command(CLIENT));
+        cmd.args(["fetch", "--addr", &r.pop3().to_string(), "--user", "bob"])
+            .env("NETLESSONS_PASSWORD", "bob-pw");
+        if delete {
+            cmd.arg("--delete");
+        }
+        cmd.timeout(Duration::from_secs(30))
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("1 message(s) for bob").and(
+                predicate::str::contains("\n.starts with a dot\nsecond line\n"),
+            ));
+    }
+    assert!(maildir(&r.spool, "bob").is_empty(), "--delete removed it");
+}
+
+/// The client reports the server's refusal and exits non-zero; fetch
+/// without a password says where it comes from.
+#[test]
+fn client_example_reports_errors() {
+    let r = relay("client_errors", &[]);
+    AssertCommand::from_std(common::command(CLIENT))
+        .args([
+            "send",
+            "--addr",
+            &r.smtp().to_string(),
+            "--from",
+            "a@example.test",
+            "--to",
+            "nobody@example.test",
+        ])
+        .write_stdin("hi\n")
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("550"));
+    AssertCommand::from_std(common::command(CLIENT))
+        .args(["fetch", "--addr", &r.pop3().to_string(), "--user", "bob"])
+        .env_remove("NETLESSONS_PASSWORD")
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("NETLESSONS_PASSWORD"));
+}
+
+/// The client's --trace shows both directions of the SMTP conversation.
+#[test]
+fn client_trace_shows_the_conversation() {
+    if !reference_only(CLIENT, "client_trace_shows_the_conversation") {
+        return;
+    }
+    let r = relay("client_trace", &[]);
+    AssertCommand::from_std(common::command(CLIENT))
+        .args([
+            "send",
+            "--trace",
+            "--addr",
+            &r.smtp().to_string(),
+            "--from",
+            "a@example.test",
+            "--to",
+            "bob@example.test",
+        ])
+        .write_stdin("traced\n")
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("-> MAIL FROM:<a@example.test>")
+                .and(predicate::str::contains("<- 250")),
+        );
+}
+
+// ---------------------------------------------------------------------------
+// Reference-only features
+// ---------------------------------------------------------------------------
+
+/// Started without `--users`, the relay makes demo mailboxes alice and bob
+/// and prints bob's password with a ready curl command: the chapter's
+/// first "try it" works as printed.
+#[test]
+fn demo_mailboxes_work_as_printed() {
+    if !reference_only(RELAY, "demo_mailboxes_work_as_printed")
+        || !have("curl", "demo_mailboxes_work_as_printed")
+    {
+        return;
+    }
+    let spool = temp_dir("demo_mailboxes").join("spool");
+    let server = start(&["--spool", spool.to_str().unwrap()]);
+    assert!(server.wait_for_stderr("curl pop3://bob:", Duration::from_secs(10)));
+    let stderr = server.stderr();
+    let command = stderr
+        .lines()
+        .find(|l| l.contains("curl pop3://bob:"))
+        .unwrap();
+    let url = command[command.find("pop3://").unwrap()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    send_message(
+        server.addr_of("smtp"),
+        "a@example.test",
+        &["bob@example.test"],
+        "Subject: hi\r\n\r\nhello\r\n",
+    );
+    let out = Command::new("curl").args(["-sS", &url]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Subject: hi\r\n\r\nhello\r\n"));
+}
+
+/// `--max-conns 1`: a second SMTP client gets `421 4.7.0 too many
+/// connections`, a second POP3 client `-ERR too many connections`.
+#[test]
+fn max_conns_refusals() {
+    if !reference_only(RELAY, "max_conns_refusals") {
+        return;
+    }
+    let r = relay("max_conns", &["--max-conns", "1"]);
+    let _smtp = Wire::smtp(r.smtp());
+    let mut extra = Wire::open(r.smtp());
+    assert_eq!(extra.line(), "421 4.7.0 too many connections");
+    let mut pop = Wire::open(r.pop3());
+    assert!(pop.line().starts_with("+OK"));
+    let mut extra = Wire::open(r.pop3());
+    assert_eq!(extra.line(), "-ERR too many connections");
+}
+
+/// `--idle-timeout 1`: a silent SMTP client gets a 421 and is closed.
+#[test]
+fn idle_smtp_client_gets_421() {
+    if !reference_only(RELAY, "idle_smtp_client_gets_421") {
+        return;
+    }
+    let r = relay("idle_timeout", &["--idle-timeout", "1"]);
+    let mut wire = Wire::smtp(r.smtp());
+    let start = Instant::now();
+    expect(&wire.reply(), "421");
+    assert!(start.elapsed() >= Duration::from_millis(900));
+    let mut rest = Vec::new();
+    wire.reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}
+
+/// `--trace` shows the SMTP and POP3 conversations on stderr only.
+#[test]
+fn trace_shows_smtp_and_pop3() {
+    if !reference_only(RELAY, "trace_shows_smtp_and_pop3") {
+        return;
+    }
+    let r = relay("trace", &["--trace"]);
+    send_message(
+        r.smtp(),
+        "alice@example.test",
+        &["bob@example.test"],
+        "Subject: traced\r\n\r\nhi\r\n",
+    );
+    let mut wire = Wire::pop3(r.pop3(), "bob", "bob-pw");
+    assert!(wire.cmd_line("QUIT").starts_with("+OK"));
+    assert!(
+        r.server
+            .wait_for_stderr("<- RCPT TO:<bob@example.test>", Duration::from_secs(10)),
+        "{}",
+        r.server.stderr()
+    );
+    assert!(r.server.wait_for_stderr("-> 354 ", Duration::from_secs(10)));
+    assert!(
+        r.server
+            .wait_for_stderr("<- Subject: traced", Duration::from_secs(10))
+    );
+    assert!(
+        r.server
+            .wait_for_stderr("<- USER bob", Duration::from_secs(10))
+    );
+    assert_eq!(
+        r.server.stdout().lines().count(),
+        2,
+        "stdout holds only the two listening lines"
+    );
+}
+
+/// `--help` lists every option; a bad option is a usage error (exit 2).
+#[test]
+fn help_and_bad_flags() {
+    if !reference_only(RELAY, "help_and_bad_flags") {
+        return;
+    }
+    let help = AssertCommand::from_std(common::command(RELAY))
+        .arg("--help")
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success();
+    let out = text(&help.get_output().stdout);
+    for opt in [
+        "--smtp-addr",
+        "--addr",
+        "--pop3-addr",
+        "--domain",
+        "--spool",
+        "--users",
+        "--relay-allow",
+        "--next-hop",
+        "--max-size",
+        "--allow",
+        "--max-conns",
+        "--idle-timeout",
+        "--trace",
+    ] {
+        assert!(out.contains(opt), "--help does not mention {opt}");
+    }
+    AssertCommand::from_std(common::command(RELAY))
+        .args(["--relay-allow", "10.1.2.3/8"])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("10.0.0.0/8"));
+    AssertCommand::from_std(common::command(CLIENT))
+        .arg("--help")
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("send").and(predicate::str::contains("fetch")));
+}
+
+// ---------------------------------------------------------------------------
+// Exercises (chapter 7)
+// ---------------------------------------------------------------------------
+
+/// Exercise 1: `HELP` answers 214 (RFC 5321 §4.1.1.8).
+#[test]
+fn exercise_1_help_answers_214() {
+    let r = relay("exercise_1", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("HELP"), "214");
+    expect(&wire.cmd("help"), "214");
+}
+
+/// Exercise 2: `EXPN` (expand a mailing list) is refused without giving
+/// anything away: 502 (not implemented) or 252, never a member list.
+#[test]
+fn exercise_2_expn_gives_nothing_away() {
+    let r = relay("exercise_2", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    let reply = wire.cmd("EXPN staff");
+    assert!(
+        reply.starts_with("502") || reply.starts_with("252"),
+        "{reply}"
+    );
+    expect(&wire.cmd("NOOP"), "250");
+}
+
+/// Exercise 3: POP3 `STAT` after `DELE` no longer counts the message,
+/// `LIST n` of it is an error, and `RSET` brings it back.
+#[test]
+fn exercise_3_stat_after_dele() {
+    let r = relay("exercise_3", &[]);
+    for n in 1..=2 {
+        send_message(
+            r.smtp(),
+            "alice@example.test",
+            &["bob@example.test"],
+            &format!("Subject: {n}\r\n\r\nbody {n}\r\n"),
+        );
+    }
+    let mut wire = Wire::pop3(r.pop3(), "bob", "bob-pw");
+    let before = wire.cmd_line("STAT");
+    let sizes: Vec<u64> = before
+        .split_whitespace()
+        .skip(1)
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(sizes[0], 2, "{before}");
+    let first: u64 = wire
+        .cmd_line("LIST 1")
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wire.cmd_line("DELE 1").starts_with("+OK"));
+    assert_eq!(wire.cmd_line("STAT"), format!("+OK 1 {}", sizes[1] - first));
+    assert!(wire.cmd_line("LIST 1").starts_with("-ERR"));
+    assert!(wire.cmd_line("RSET").starts_with("+OK"));
+    assert_eq!(wire.cmd_line("STAT"), before);
+}
+
+/// Exercise 4: a message that already carries 100 `Received:` headers is
+/// in a mail loop and is refused with 554; 99 still pass.
+#[test]
+fn exercise_4_mail_loop_is_refused() {
+    let r = relay("exercise_4", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    let with_hops = |n: usize| {
+        let mut data =
+            "Received: from a.test by b.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n".repeat(n);
+        data.push_str("Subject: loop\r\n\r\nround and round\r\n");
+        data
+    };
+    expect(
+        &transaction(
+            &mut wire,
+            "alice@example.test",
+            &["bob@example.test"],
+            with_hops(100).as_bytes(),
+        ),
+        "554",
+    );
+    expect(
+        &transaction(
+            &mut wire,
+            "alice@example.test",
+            &["bob@example.test"],
+            with_hops(99).as_bytes(),
+        ),
+        "250",
+    );
+    assert_eq!(maildir(&r.spool, "bob").len(), 1);
+}
