@@ -394,3 +394,392 @@ fn ipv4_mapped_client_is_matched_as_ipv4() {
     // The same hosts over IPv6 are outside the IPv4 blocks.
     assert_refused(&lab, &server, &INSIDE, v6(&INSIDE), port, Hello::Echo);
 }
+
+/// Chat: the default allowlist greets 192.168.77.2 and fd00:77::2, and closes
+/// 203.0.113.2 and 2001:db8::2 before the welcome line.
+#[test]
+fn default_allowlist_chat() {
+    let hello = Hello::Greeting("* welcome");
+    default_allowlist("default_allowlist_chat", CHAT, &[], hello, false);
+}
+
+/// File server: private hosts get the handshake's `AUTH HMAC-SHA256` line,
+/// public-looking ones are closed before it.
+#[test]
+fn default_allowlist_files() {
+    let test = "default_allowlist_files";
+    let dir = common::temp_dir(test);
+    let (root, users) = file_server_files(&dir);
+    let args = ["--root", &root, "--users", &users];
+    let hello = Hello::Greeting("AUTH HMAC-SHA256 ");
+    default_allowlist(test, FILES, &args, hello, false);
+}
+
+/// Mail relay: both listeners (SMTP `220`, POP3 `+OK`) greet private hosts
+/// and close public-looking ones before the greeting.
+#[test]
+fn default_allowlist_mail() {
+    let test = "default_allowlist_mail";
+    let dir = common::temp_dir(test);
+    let spool = dir.join("spool").display().to_string();
+    let users = write_file(&dir, "users", "alice:alice-pw\n");
+    let args = ["--spool", &spool, "--users", &users];
+    default_allowlist(test, MAIL, &args, Hello::Greeting("220"), true);
+}
+
+// ---------------------------------------------------------------------------
+// 02 chat across hosts.
+// ---------------------------------------------------------------------------
+
+const CHAT: &str = "02_chat_server";
+const CHAT_CLIENT: &str = "02_chat_client";
+
+/// Two people on two hosts chat through a server on a third, with the server
+/// bound to 0.0.0.0 and to [::]; `02_chat_client` joins from a host too.
+#[test]
+fn chat_across_hosts() {
+    let Some(lab) = lab("chat_across_hosts") else {
+        return;
+    };
+    for any in ["0.0.0.0:0", "[::]:0"] {
+        let server = lab.start_server(SERVER_HOST, CHAT, &["--addr", any], 1);
+        let port = server.addr().port();
+        // Over IPv6 when the server listens on [::], else IPv4.
+        let from_a = if server.addr().is_ipv6() {
+            v6(&INSIDE)
+        } else {
+            v4(&INSIDE)
+        };
+        let mut a = dial(&lab, &INSIDE, from_a, port).expect("inside connects");
+        a.line_where("a welcome", |l| l.starts_with("* welcome"));
+        a.send("/nick alice");
+        a.line_where("the new name", |l| l == "* you are now alice");
+
+        // IPv4 from the second host (on [::], an IPv4-mapped peer).
+        let mut b = dial(&lab, &INSIDE2, v4(&INSIDE2), port).expect("inside2 connects");
+        b.line_where("a welcome", |l| l.starts_with("* welcome"));
+        let joined = a.line_where("a join notice", |l| l.ends_with(" joined"));
+        let b_name = joined
+            .strip_prefix("* ")
+            .and_then(|l| l.strip_suffix(" joined"))
+            .unwrap()
+            .to_string();
+        b.send("hello from the other host");
+        let heard = a.line_where("b's message", |l| l.contains("hello from"));
+        assert_eq!(heard, format!("{b_name}: hello from the other host"));
+        a.send("hi back, across the wire");
+        let heard = b.line_where("a's message", |l| l.contains("hi back"));
+        assert_eq!(heard, "alice: hi back, across the wire");
+
+        // The example client, from the second host, over the same listener.
+        let addr = SocketAddr::new(IpAddr::V4(INSIDE2.server_v4), port);
+        let mut client = common::command(CHAT_CLIENT);
+        client.args(["--addr", &addr.to_string()]);
+        let ran = lab.run(INSIDE2.name, &client, b"/who\nsent by 02_chat_client\n");
+        ran.expect_success("02_chat_client");
+        assert!(
+            ran.stdout.contains("* online: ") && ran.stdout.contains("alice"),
+            "02_chat_client printed:\n{}",
+            ran.stdout
+        );
+        let heard = a.line_where("the client's message", |l| l.contains("sent by"));
+        assert!(heard.ends_with(": sent by 02_chat_client"), "got {heard:?}");
+
+        b.send("/quit");
+        b.line_where("bye", |l| l == "* bye");
+        assert_eq!(b.line(), None, "the server closes after /quit");
+        a.line_where("a leave notice", |l| l == format!("* {b_name} left"));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 03 file transfer across hosts.
+// ---------------------------------------------------------------------------
+
+const FILES: &str = "03_file_server";
+const FILES_CLIENT: &str = "03_file_client";
+const SECRET: &str = "a-secret-for-the-lab";
+
+/// Writes `text` to `dir/name` and returns the path as a string.
+fn write_file(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// A served folder and a users file for the file server, under `dir`.
+fn file_server_files(dir: &std::path::Path) -> (String, String) {
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let users = write_file(dir, "users", &format!("learner:{SECRET}\n"));
+    (root.display().to_string(), users)
+}
+
+/// Runs `03_file_client --addr ADDR --user learner ARGS…` on `host`.
+fn file_client(lab: &Lab, host: &str, addr: SocketAddr, secret: &str, args: &[&str]) -> netns::Ran {
+    let mut client = common::command(FILES_CLIENT);
+    client
+        .args(["--addr", &addr.to_string(), "--user", "learner"])
+        .args(args)
+        .env("NETLESSONS_SECRET", secret);
+    lab.run(host, &client, b"")
+}
+
+/// The file server's handshake and transfers work across hosts: one host
+/// uploads, another lists and downloads the same bytes (server on 0.0.0.0,
+/// then on [::] with an IPv6 client), and a wrong secret is denied.
+#[test]
+fn file_transfer_across_hosts() {
+    let test = "file_transfer_across_hosts";
+    let Some(lab) = lab(test) else {
+        return;
+    };
+    let dir = common::temp_dir(test);
+    let (root, users) = file_server_files(&dir);
+    let mut payload: Vec<u8> = (0..=255u8).collect();
+    payload.extend(common::Rng::new(9).bytes(300_000));
+    let upload = dir.join("upload.bin");
+    std::fs::write(&upload, &payload).unwrap();
+    let upload = upload.display().to_string();
+
+    for (n, any) in ["0.0.0.0:0", "[::]:0"].into_iter().enumerate() {
+        let args = ["--addr", any, "--root", &root, "--users", &users];
+        let server = lab.start_server(SERVER_HOST, FILES, &args, 1);
+        let port = server.addr().port();
+        let ipv6 = server.addr().is_ipv6();
+        let name = format!("across-{n}.bin");
+
+        let to_inside = SocketAddr::new(IpAddr::V4(INSIDE.server_v4), port);
+        file_client(
+            &lab,
+            INSIDE.name,
+            to_inside,
+            SECRET,
+            &["put", &upload, "--as", &name],
+        )
+        .expect_success("put from the inside host");
+
+        let from = if ipv6 {
+            IpAddr::V6(INSIDE2.server_v6)
+        } else {
+            IpAddr::V4(INSIDE2.server_v4)
+        };
+        let to_inside2 = SocketAddr::new(from, port);
+        let listed = file_client(&lab, INSIDE2.name, to_inside2, SECRET, &["list"]);
+        listed.expect_success("list from the second host");
+        assert!(listed.stdout.contains(&name), "list:\n{}", listed.stdout);
+        let copy = dir.join(format!("copy-{n}.bin"));
+        let copy_arg = copy.display().to_string();
+        file_client(
+            &lab,
+            INSIDE2.name,
+            to_inside2,
+            SECRET,
+            &["get", &name, "-o", &copy_arg],
+        )
+        .expect_success("get from the second host");
+        assert!(
+            std::fs::read(&copy).unwrap() == payload,
+            "the download differs from the upload"
+        );
+
+        let denied = file_client(&lab, INSIDE2.name, to_inside2, "not-the-secret", &["list"]);
+        assert!(
+            !denied.success(),
+            "a wrong secret was accepted:\n{}",
+            denied.stdout
+        );
+        assert!(
+            denied.stderr.to_lowercase().contains("denied"),
+            "a wrong secret should say it was denied; stderr:\n{}",
+            denied.stderr
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 04 mail relay across hosts.
+// ---------------------------------------------------------------------------
+
+const MAIL: &str = "04_mail_relay";
+const MAIL_CLIENT: &str = "04_mail_client";
+
+/// smtplib from a host: one message from `stranger@outside.test` offered to
+/// `carol@far.test` (a relay) and `alice@example.test` (local). Prints each
+/// reply as `STEP CODE TEXT`.
+const SMTP_OFFER: &str = r#"
+import smtplib, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = smtplib.SMTP(host, port, timeout=10)
+print("EHLO", *s.ehlo("client.test"))
+print("MAIL", *s.mail("stranger@outside.test"))
+print("RCPT-RELAY", *s.rcpt("carol@far.test"))
+print("RCPT-LOCAL", *s.rcpt("alice@example.test"))
+print("DATA", *s.data(b"Subject: hello from outside\r\n\r\nA local letter from afar.\r\n"))
+s.quit()
+"#;
+
+/// The files in `spool/<user>/new/` (the Maildir of a delivered user).
+fn delivered(spool: &std::path::Path, user: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(spool.join(user).join("new")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect()
+}
+
+/// The relay accepts local mail from a host outside `--relay-allow` but
+/// refuses to relay for it (554 at RCPT), and relays for an inside host to
+/// `--next-hop`, another relay on a third host, over IPv4 (and, with the
+/// relay on [::], as an IPv4-mapped peer matched against IPv4 blocks).
+/// The inside host then reads the local mail over POP3.
+#[test]
+fn mail_relay_across_hosts() {
+    let test = "mail_relay_across_hosts";
+    let Some(lab) = lab(test) else {
+        return;
+    };
+    if !reference_only(MAIL, test) {
+        return;
+    }
+    let dir = common::temp_dir(test);
+    // The far host: a second relay, the final destination of far.test.
+    let far_spool = dir.join("far-spool");
+    let far_users = write_file(&dir, "far-users", "carol:carol-pw\n");
+    let far_args = [
+        "--smtp-addr",
+        "0.0.0.0:0",
+        "--pop3-addr",
+        "0.0.0.0:0",
+        "--domain",
+        "far.test",
+        "--spool",
+        &far_spool.display().to_string(),
+        "--users",
+        &far_users,
+    ];
+    let far = lab.start_server(INSIDE2.name, MAIL, &far_args, 2);
+    let next_hop = SocketAddr::new(IpAddr::V4(INSIDE2.v4), far.addr().port()).to_string();
+    let users = write_file(&dir, "users", "alice:alice-pw\nbob:bob-pw\n");
+
+    for (n, any) in ["0.0.0.0:0", "[::]:0"].into_iter().enumerate() {
+        let spool = dir.join(format!("spool-{n}"));
+        let args = [
+            "--smtp-addr",
+            any,
+            "--pop3-addr",
+            any,
+            "--domain",
+            "example.test",
+            "--spool",
+            &spool.display().to_string(),
+            "--users",
+            &users,
+            // Everyone in the lab may connect; only the inside network may relay.
+            "--allow",
+            "192.168.77.0/24,fd00:77::/64,203.0.113.0/24,2001:db8::/64",
+            "--relay-allow",
+            "192.168.77.0/24,fd00:77::/64",
+            "--next-hop",
+            &next_hop,
+            "--retry-base-ms",
+            "100",
+        ];
+        let relay = lab.start_server(SERVER_HOST, MAIL, &args, 2);
+        let smtp = relay.addr().port();
+        let pop3 = relay.addr_of("pop3").port();
+
+        // The outside host, over IPv4 and (on [::]) over IPv6.
+        let mut outside = vec![IpAddr::V4(OUTSIDE.server_v4)];
+        if relay.addr().is_ipv6() {
+            outside.push(IpAddr::V6(OUTSIDE.server_v6));
+        }
+        for to in outside {
+            let ran = lab.python(
+                OUTSIDE.name,
+                SMTP_OFFER,
+                &[&to.to_string(), &smtp.to_string()],
+            );
+            ran.expect_success("smtplib from the outside host");
+            let reply = |step: &str| {
+                let prefix = format!("{step} ");
+                let line = ran.stdout.lines().find(|l| l.starts_with(&prefix));
+                line.unwrap_or_else(|| panic!("no {step} in:\n{}", ran.stdout))
+                    .to_string()
+            };
+            let relay_reply = reply("RCPT-RELAY");
+            assert!(
+                relay_reply.starts_with("RCPT-RELAY 554 ")
+                    && relay_reply.contains("Relay access denied"),
+                "relaying for the outside host via {to}: {relay_reply}"
+            );
+            assert!(
+                reply("RCPT-LOCAL").starts_with("RCPT-LOCAL 250 "),
+                "{}",
+                ran.stdout
+            );
+            assert!(reply("DATA").starts_with("DATA 250 "), "{}", ran.stdout);
+        }
+
+        // The inside host relays through us to carol@far.test.
+        let subject = format!("relayed across three hosts, round {n}");
+        let mut send = common::command(MAIL_CLIENT);
+        send.args(["send", "--addr", &format!("{}:{smtp}", INSIDE.server_v4)])
+            .args(["--from", "alice@example.test", "--to", "carol@far.test"])
+            .args(["--subject", &subject]);
+        lab.run(INSIDE.name, &send, b"Carol, this went through the relay.\n")
+            .expect_success("04_mail_client send from the inside host");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let letter = loop {
+            let found = delivered(&far_spool, "carol")
+                .into_iter()
+                .find(|m| m.contains(&subject));
+            if let Some(letter) = found {
+                break letter;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the relayed mail did not reach the far host; relay stderr:\n{}\nfar stderr:\n{}",
+                relay.stderr(),
+                far.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            letter.contains("Carol, this went through the relay."),
+            "{letter}"
+        );
+        assert!(
+            letter.matches("Received:").count() >= 2,
+            "one Received: per hop:\n{letter}"
+        );
+
+        // The inside host reads alice's mailbox over POP3, over IPv6 on [::].
+        let pop3_ip = if relay.addr().is_ipv6() {
+            IpAddr::V6(INSIDE.server_v6)
+        } else {
+            IpAddr::V4(INSIDE.server_v4)
+        };
+        let mut fetch = common::command(MAIL_CLIENT);
+        fetch
+            .args([
+                "fetch",
+                "--addr",
+                &SocketAddr::new(pop3_ip, pop3).to_string(),
+                "--user",
+                "alice",
+            ])
+            .env("NETLESSONS_PASSWORD", "alice-pw");
+        let fetched = lab.run(INSIDE.name, &fetch, b"");
+        fetched.expect_success("04_mail_client fetch from the inside host");
+        assert!(
+            fetched.stdout.contains("A local letter from afar."),
+            "alice's mailbox:\n{}",
+            fetched.stdout
+        );
+        // Nothing for carol stayed here: refused relays were never queued.
+        assert!(delivered(&spool, "carol").is_empty());
+    }
+}
