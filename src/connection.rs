@@ -28,6 +28,11 @@ pub const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Size of the read and write buffers. 8 KiB is std's default: big enough that
 /// a line or a chunk of a file fits in one system call, small enough that
 /// thousands of connections do not add up to much memory.
+///
+/// Each buffer is allocated on first use, not when the connection is made: a
+/// connection that never reads a line (echo) or never queues a write has no
+/// buffer at all. Ten thousand idle echo connections then cost their thread
+/// stacks and little else (chapter 8 measures it).
 const BUFFER_SIZE: usize = 8 * 1024;
 
 /// The bytes that end each line we send.
@@ -85,7 +90,9 @@ impl Write for SharedStream {
 /// One side of a TCP conversation: buffered, framed, timed and traced.
 #[derive(Debug)]
 pub struct Connection {
+    /// Capacity 0 (no buffer) until a line or body is read: see [`BUFFER_SIZE`].
     reader: BufReader<SharedStream>,
+    /// Capacity 0 (no buffer) until something is queued: see [`BUFFER_SIZE`].
     writer: BufWriter<SharedStream>,
     peer: SocketAddr,
     trace: Trace,
@@ -113,8 +120,10 @@ impl Connection {
         let peer = shared.socket().peer_addr()?;
         shared.socket().set_nodelay(true)?;
         Ok(Connection {
-            reader: BufReader::with_capacity(BUFFER_SIZE, shared.clone()),
-            writer: BufWriter::with_capacity(BUFFER_SIZE, shared),
+            // No buffers yet: `buffered_reader` and `buffered_writer` make
+            // them when first needed.
+            reader: BufReader::with_capacity(0, shared.clone()),
+            writer: BufWriter::with_capacity(0, shared),
             peer,
             trace: Trace::new(peer, trace),
             idle_timeout: None,
@@ -181,6 +190,27 @@ impl Connection {
         self.line_ending = ending;
     }
 
+    /// The read buffer, allocated on first use. A reader with capacity 0
+    /// holds no bytes, so swapping in a real one loses nothing.
+    fn buffered_reader(&mut self) -> &mut BufReader<SharedStream> {
+        if self.reader.capacity() == 0 {
+            let stream = self.reader.get_ref().clone();
+            self.reader = BufReader::with_capacity(BUFFER_SIZE, stream);
+        }
+        &mut self.reader
+    }
+
+    /// The write buffer, allocated on first use. A writer with capacity 0
+    /// passes every write straight through and holds nothing, so swapping in
+    /// a real one loses nothing either.
+    fn buffered_writer(&mut self) -> &mut BufWriter<SharedStream> {
+        if self.writer.capacity() == 0 {
+            let stream = self.writer.get_ref().clone();
+            self.writer = BufWriter::with_capacity(BUFFER_SIZE, stream);
+        }
+        &mut self.writer
+    }
+
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         if self.current_read_timeout != timeout {
             self.socket().set_read_timeout(timeout)?;
@@ -210,7 +240,7 @@ impl Connection {
         let line_limit = self.line_timeout;
         let mut line_deadline: Option<Instant> = None;
         let mut current = self.current_read_timeout;
-        let result = framing::read_line_with(&mut self.reader, max, |reader, state| {
+        let result = framing::read_line_with(self.buffered_reader(), max, |reader, state| {
             let wanted = match state {
                 // Nothing of the line yet: wait up to the idle timeout.
                 LineState::Idle => idle,
@@ -272,7 +302,7 @@ impl Connection {
     /// Returns `Ok(false)` if the stream ended first.
     pub fn skip_line(&mut self) -> io::Result<bool> {
         self.set_read_timeout(self.idle_timeout.or(self.line_timeout))?;
-        framing::skip_line(&mut self.reader)
+        framing::skip_line(self.buffered_reader())
     }
 
     /// Reads exactly `len` bytes of a counted body into `sink`, through a
@@ -288,6 +318,7 @@ impl Connection {
     ) -> io::Result<()> {
         self.flush()?;
         self.set_read_timeout(self.idle_timeout)?;
+        self.buffered_reader();
         let mut left = len;
         while left > 0 {
             let available = match self.reader.fill_buf() {
@@ -320,7 +351,8 @@ impl Connection {
         self.flush()?;
         self.set_read_timeout(self.idle_timeout)?;
         // If the BufReader holds bytes (after a line read), hand those out
-        // first; otherwise read straight into `buf`, skipping a copy.
+        // first; otherwise read straight into `buf`, skipping a copy (and
+        // never allocating the read buffer).
         let n = if self.reader.buffer().is_empty() {
             loop {
                 match self.reader.get_mut().read(buf) {
@@ -343,19 +375,32 @@ impl Connection {
     pub fn send_line(&mut self, line: impl AsRef<[u8]>) -> io::Result<()> {
         let line = line.as_ref();
         self.trace.line(Direction::Sent, line);
-        framing::write_line_ending(&mut self.writer, line, self.line_ending.bytes())
+        let ending = self.line_ending.bytes();
+        framing::write_line_ending(self.buffered_writer(), line, ending)
     }
 
     /// Queues raw body bytes, traced by size only.
     pub fn send_body(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.trace.body(Direction::Sent, bytes.len());
-        self.writer.write_all(bytes)
+        self.buffered_writer().write_all(bytes)
     }
 
     /// Queues raw stream data, traced as text when it is readable (echo).
     pub fn send_data(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.trace.data(Direction::Sent, bytes);
-        self.writer.write_all(bytes)
+        self.buffered_writer().write_all(bytes)
+    }
+
+    /// Sends raw stream data at once, bypassing the write buffer (anything
+    /// already queued goes first), traced like [`send_data`](Connection::send_data).
+    ///
+    /// For a reply that is already one piece in our own buffer, as in echo:
+    /// copying it into the write buffer only to flush it straight away would
+    /// cost a copy, and the write buffer's memory, for nothing.
+    pub fn send_now(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.flush()?;
+        self.trace.data(Direction::Sent, bytes);
+        self.writer.get_mut().write_all(bytes)
     }
 
     /// Sends everything queued.
