@@ -6,3 +6,6 @@
 
 #[doc = include_str!("../docs/README.md")]
 pub mod index {}
+
+#[doc = include_str!("../docs/04-chat.md")]
+pub mod ch04_chat {}

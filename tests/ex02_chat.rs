@@ -976,7 +976,8 @@ fn control_characters_are_neutralised() {
     c[1].expect("guest1: \u{fffd}[2Jgotcha\u{fffd}\tok");
 }
 
-/// Exercise 1 (chapter 4): `/me text` sends `* NAME text` to everyone else.
+/// Exercise 1 (chapter 4): `/me text` sends `* NAME text` to everyone else;
+/// `/me` alone is an error.
 #[test]
 fn exercise_1_me_actions() {
     let server = Server::start(SERVER, &[]);
@@ -985,6 +986,9 @@ fn exercise_1_me_actions() {
     c[1].expect("* guest1 waves at everyone");
     c[2].expect("* guest1 waves at everyone");
     c[0].expect_who("guest1, guest2, guest3"); // not sent back to guest1
+    c[0].send("/me");
+    c[0].expect_error();
+    c[1].expect_who("guest1, guest2, guest3"); // nothing reached the others
 }
 
 /// Exercise 2 (chapter 4): `/topic TEXT` sets the room's topic and tells
