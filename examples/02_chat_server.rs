@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     println!("listening on {}", server.local_addr());
 
     // The one piece of state every connection thread shares. `Arc` lets each
-    // thread hold it; the `Mutex` inside makes sure only one changes it at a time.
+    // thread hold it; the `Mutex` inside lets one thread at a time look or change.
     let room = Arc::new(Room::default());
     if let Err(e) = server.serve(move |conn| serve_client(&room, conn)) {
         eprintln!("error: {e}");
@@ -120,7 +120,12 @@ fn serve_client(room: &Room, mut conn: Connection) -> io::Result<()> {
         peer: conn.peer_addr(),
         dropped: Arc::default(),
     };
-    let writer = Writer::spawn(lines, conn.shared_stream(), conn.trace().clone())?;
+    let writer = Writer::spawn(
+        lines,
+        conn.shared_stream(),
+        conn.trace().clone(),
+        outbox.peer,
+    )?;
 
     let mut me = room.join(outbox.clone());
     log(format_args!("{} joined as {}", outbox.peer, me.name));
@@ -355,11 +360,15 @@ struct Writer {
 
 impl Writer {
     /// Starts the thread that sends this client's queued lines.
-    fn spawn(lines: Receiver<Outgoing>, stream: SharedStream, trace: Trace) -> io::Result<Writer> {
+    fn spawn(
+        lines: Receiver<Outgoing>,
+        stream: SharedStream,
+        trace: Trace,
+        peer: SocketAddr,
+    ) -> io::Result<Writer> {
         let (finished_tx, finished) = mpsc::channel::<()>();
-        let name = format!("writer-{}", stream.socket().peer_addr()?);
         let thread = thread::Builder::new()
-            .name(name)
+            .name(format!("writer-{peer}"))
             .stack_size(DEFAULT_STACK_SIZE)
             .spawn(move || {
                 let _finished = finished_tx;
