@@ -168,7 +168,9 @@ fn lab_support() -> Result<(), String> {
             // Who owns /proc/self is who we run as: a std-only getuid().
             let uid = std::fs::metadata("/proc/self").map(|m| m.uid());
             if !matches!(uid, Ok(0)) {
-                return Err("network namespaces need root (CI runs the tests as root)".into());
+                return Err(
+                    "network namespaces need root; try: sudo -E env \"PATH=$PATH\" cargo test --test two_hosts".into(),
+                );
             }
             let found = Command::new("ip")
                 .arg("-V")
@@ -212,6 +214,38 @@ fn remove_stale_namespaces() {
     }
 }
 
+/// True if this machine can build a lab; otherwise says why `test` is skipped.
+pub fn available(test: &str) -> bool {
+    match lab_support() {
+        Ok(()) => true,
+        Err(why) => {
+            say(&format!("skipped {test}: {why}"));
+            false
+        }
+    }
+}
+
+/// `inner` (a program with its arguments, environment and folder) run in
+/// namespace `ns`: `ip netns exec NS program args…`. std cannot enter a
+/// namespace itself; `ip` enters it and then execs the program, which so
+/// keeps the process id (killing the child kills the program).
+pub fn exec_in(ns: &str, inner: &Command) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns])
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    if let Some(dir) = inner.get_current_dir() {
+        cmd.current_dir(dir);
+    }
+    cmd
+}
+
 /// A unique name prefix for a new lab (or the lab script) in this process.
 pub fn unique_prefix() -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -233,8 +267,7 @@ impl Lab {
     /// Builds the lab, or says why `test` is skipped and returns `None`
     /// (not root, no `ip`, namespaces not permitted in this container).
     pub fn new(test: &str) -> Option<Lab> {
-        if let Err(why) = lab_support() {
-            say(&format!("skipped {test}: {why}"));
+        if !available(test) {
             return None;
         }
         let _guard = setup_lock();
@@ -306,20 +339,7 @@ impl Lab {
     /// `inner` (a program with its arguments, environment and folder) run in
     /// host `name`'s namespace: `ip netns exec NS program args…`.
     pub fn command(&self, name: &str, inner: &Command) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns(name)])
-            .arg(inner.get_program())
-            .args(inner.get_args());
-        for (key, value) in inner.get_envs() {
-            match value {
-                Some(value) => cmd.env(key, value),
-                None => cmd.env_remove(key),
-            };
-        }
-        if let Some(dir) = inner.get_current_dir() {
-            cmd.current_dir(dir);
-        }
-        cmd
+        exec_in(&self.ns(name), inner)
     }
 
     /// Starts `example` on host `name` with `args` (which must include its
