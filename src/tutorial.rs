@@ -7,5 +7,11 @@
 #[doc = include_str!("../docs/README.md")]
 pub mod index {}
 
+#[doc = include_str!("../docs/01-client-server.md")]
+pub mod ch01_client_server {}
+
 #[doc = include_str!("../docs/04-chat.md")]
 pub mod ch04_chat {}
+
+#[doc = include_str!("../docs/07-mail-relay.md")]
+pub mod ch07_mail_relay {}
