@@ -280,6 +280,24 @@ fn refused(line: &str, name: &str) -> io::Error {
     io::Error::new(kind, text)
 }
 
+/// Explains a transfer that broke off halfway (the server was stopped, the
+/// network failed, the local file shrank), and what was kept: nothing.
+fn interrupted(e: io::Error, what: &str, name: &str, done: u64, total: u64) -> io::Error {
+    let kept = if what == "upload" {
+        "the server keeps nothing of an unfinished upload"
+    } else {
+        "nothing was saved"
+    };
+    io::Error::new(
+        e.kind(),
+        format!(
+            "{what} of {name} stopped after {} of {}: {e}; {kept}",
+            human(done),
+            human(total)
+        ),
+    )
+}
+
 /// Parses `OK <size> <sha256>`, strictly: plain digits, 64 hex characters.
 fn parse_ok_size_digest(line: &str) -> Option<(u64, [u8; 32])> {
     let mut words = line.strip_prefix("OK ")?.split(' ');
@@ -333,11 +351,14 @@ fn get(conn: &mut Connection, name: &str, output: &Path) -> io::Result<()> {
         let mut out = BufWriter::with_capacity(CHUNK, &temp.file);
         // read_body hands us each chunk as it passes: hash it and count it
         // for the progress bar, while the bytes go on into the file.
-        conn.read_body(size, &mut out, |chunk| {
+        let received = conn.read_body(size, &mut out, |chunk| {
             hasher.update(chunk);
             progress.advance(chunk.len());
-        })?;
-        out.flush()?;
+        });
+        if let Err(e) = received.and_then(|()| out.flush()) {
+            progress.finish();
+            return Err(interrupted(e, "download", name, progress.done, size));
+        }
     }
     progress.finish();
     let got = hasher.finish();
@@ -388,11 +409,15 @@ fn put(conn: &mut Connection, path: &Path, name: &str) -> io::Result<()> {
         return Err(refused(&ready, name));
     }
     let mut progress = Progress::new("put", size);
-    copy_exactly(&mut file, size, |chunk| {
+    let sent = copy_exactly(&mut file, size, |chunk| {
+        conn.send_body(chunk)?;
         progress.advance(chunk.len());
-        conn.send_body(chunk)
-    })?;
+        Ok(())
+    });
     progress.finish();
+    if let Err(e) = sent {
+        return Err(interrupted(e, "upload", name, progress.done, size));
+    }
     let done = reply(conn)?; // flushes the last of the body first
     match parse_ok_size_digest(&done) {
         Some((n, d)) if n == size && to_hex(&d) == digest => {

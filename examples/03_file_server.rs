@@ -504,10 +504,13 @@ fn put(
     // 3. sync the folder: the rename itself (a change to the folder) is on
     //    disk too. Only after all three may we say OK.
     temp.file.sync_all()?;
-    let meta = temp.file.metadata()?;
     temp.persist(&target)?;
     sync_dir(&shared.root)?;
-    shared.digests.remember(name, &meta, digest);
+    // We hashed every byte on the way in, so the first GET need not hash
+    // again. (The metadata is taken after the rename, which changes ctime.)
+    shared
+        .digests
+        .remember(name, &temp.file.metadata()?, digest);
 
     conn.send_line(format!("OK {size} {}", to_hex(&digest)))?;
     log(conn, user, &format!("stored {name} ({size} bytes)"));

@@ -786,13 +786,16 @@ fn fake_server(secret: &'static str, header: String, body: Vec<u8>) -> SocketAdd
         reader.read_line(&mut line).unwrap();
         writeln!(writer, "{header}").unwrap();
         writer.write_all(&body).unwrap();
+        // Then end our side: a short body is all the client will ever get.
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
         let _ = reader.read_to_end(&mut Vec::new());
     });
     addr
 }
 
-/// A download whose bytes do not match the digest is reported and not
-/// saved: no file, no leftover part file, an existing file untouched.
+/// A download whose bytes do not match the digest, or that is cut short, is
+/// reported and not saved: no file, no leftover part file, an existing file
+/// untouched.
 #[test]
 fn client_example_refuses_a_damaged_download() {
     let setup = Setup::new("client-mismatch");
@@ -817,6 +820,21 @@ fn client_example_refuses_a_damaged_download() {
         fs::read(setup.dir.join("existing.txt")).unwrap(),
         b"keep me"
     );
+    // A body cut short: the connection closes after 2 of 5 bytes.
+    let addr = fake_server(
+        SECRET,
+        format!("OK 5 {}", hex_digest(b"hello")),
+        b"he".to_vec(),
+    );
+    let assert = client(addr, &setup.dir, &["get", "greeting.txt"])
+        .assert()
+        .failure();
+    if override_command(CLIENT).is_none() {
+        assert.stderr(
+            predicate::str::contains("stopped after")
+                .and(predicate::str::contains("nothing was saved")),
+        );
+    }
     assert_eq!(
         entries(&setup.dir),
         ["existing.txt", "root", "users.txt"],
