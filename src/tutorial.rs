@@ -10,6 +10,9 @@ pub mod index {}
 #[doc = include_str!("../docs/01-client-server.md")]
 pub mod ch01_client_server {}
 
+#[doc = include_str!("../docs/02-echo.md")]
+pub mod ch02_echo {}
+
 #[doc = include_str!("../docs/04-chat.md")]
 pub mod ch04_chat {}
 
