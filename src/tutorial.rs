@@ -13,8 +13,14 @@ pub mod ch01_client_server {}
 #[doc = include_str!("../docs/02-echo.md")]
 pub mod ch02_echo {}
 
+#[doc = include_str!("../docs/03-framing.md")]
+pub mod ch03_framing {}
+
 #[doc = include_str!("../docs/04-chat.md")]
 pub mod ch04_chat {}
+
+#[doc = include_str!("../docs/05-file-transfer.md")]
+pub mod ch05_file_transfer {}
 
 #[doc = include_str!("../docs/07-mail-relay.md")]
 pub mod ch07_mail_relay {}
