@@ -22,5 +22,8 @@ pub mod ch04_chat {}
 #[doc = include_str!("../docs/05-file-transfer.md")]
 pub mod ch05_file_transfer {}
 
+#[doc = include_str!("../docs/06-who-may-connect.md")]
+pub mod ch06_who_may_connect {}
+
 #[doc = include_str!("../docs/07-mail-relay.md")]
 pub mod ch07_mail_relay {}
