@@ -200,6 +200,10 @@ fn bad_name_message(name: &str) -> String {
 
 /// Connects, logs in, does the task, says goodbye.
 fn run(addr: &str, user: &str, secret: &str, trace: bool, task: &Task) -> io::Result<()> {
+    // A missing local file is better reported before we bother the server.
+    if let Task::Put { path, .. } = task {
+        check_local_file(path)?;
+    }
     let mut conn = Connection::connect(addr, trace)?;
     conn.set_idle_timeout(Some(TIMEOUT))?;
     auth::client_handshake(&mut conn, user, secret).map_err(|e| explain_login_failure(e, user))?;
@@ -388,7 +392,8 @@ fn put(conn: &mut Connection, path: &Path, name: &str) -> io::Result<()> {
     let open_error =
         |e: io::Error| io::Error::new(e.kind(), format!("could not read {}: {e}", path.display()));
     let mut file = File::open(path).map_err(open_error)?;
-    let size = file.metadata().map_err(open_error)?.len();
+    // Looked at again now: the file may have changed since `run` checked.
+    let size = check_local_file(path)?;
     // The header needs the digest before the first byte of the body, so the
     // file is read twice: once to hash it, once to send it.
     let mut hasher = Sha256::new();
@@ -453,6 +458,23 @@ fn delete(conn: &mut Connection, name: &str) -> io::Result<()> {
     }
     println!("deleted {name}");
     Ok(())
+}
+
+/// The size of the file to upload, or a clear error if it cannot be read or
+/// is not a file (a folder, say).
+fn check_local_file(path: &Path) -> io::Result<u64> {
+    let meta = fs::metadata(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("could not read {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a file (put sends one file at a time)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(meta.len())
 }
 
 /// Reads exactly `len` bytes of `file` through a fixed buffer, handing each

@@ -178,6 +178,10 @@ fn main() -> ExitCode {
 
 /// Creates the root folder if needed and removes uploads that an earlier run
 /// never finished (it was killed mid-upload). Returns how many it removed.
+///
+/// This assumes one server per folder: a second server started on the same
+/// root would delete the first one's uploads in progress. (A real server
+/// would take a lock file to make sure.)
 fn prepare_root(root: &Path) -> io::Result<usize> {
     fs::create_dir_all(root).map_err(|e| {
         io::Error::new(
@@ -245,12 +249,11 @@ fn serve_client(mut conn: Connection, shared: &Shared) -> io::Result<()> {
         .map_or(HANDSHAKE_TIMEOUT, |t| t.min(HANDSHAKE_TIMEOUT));
     conn.set_idle_timeout(Some(login_timeout))?;
     let Some(user) = auth::serve_handshake(&mut conn, &shared.users, shared.deny_delay)? else {
-        log(
-            &conn,
-            "-",
-            "denied: unknown user, wrong secret or malformed AUTH line",
-        );
-        return Ok(()); // DENIED was sent; dropping `conn` closes the connection
+        // Either DENIED was sent (unknown user, wrong secret, malformed
+        // line: the handshake does not tell us which, on purpose) or the
+        // client left without answering.
+        log(&conn, "-", "no login: denied, or left without answering");
+        return Ok(()); // dropping `conn` closes the connection
     };
     conn.set_idle_timeout(shared.idle_timeout)?;
     log(&conn, &user, "logged in");
