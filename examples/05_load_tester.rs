@@ -26,6 +26,9 @@
 //!   from a message's send to each receipt (fan-out).
 //! * `file`: repeated `GET` (or `PUT`) of one file on the file server, after the
 //!   library's `auth::client_handshake`; MB/s of verified transfers.
+//! * `hash`: no network at all: how fast the library's SHA-256 hashes a file,
+//!   to compare with `sha256sum` and with `file` downloads, which must hash
+//!   every byte too.
 //!
 //! The techniques are the lesson as much as the numbers (chapter 8,
 //! `docs/08-measuring.md`): every worker connects and warms up first, then
@@ -63,11 +66,12 @@ const CLIENT_STACK: usize = 256 * 1024;
 
 const AFTER_HELP: &str = "\
 Defaults per mode:
-  echo    --addr 127.0.0.1:7001 --conns 32 --rounds 1000 --size 64 --warmup 100
+  echo    --addr 127.0.0.1:7001 --conns 32 --rounds 1000 (or --duration SECS) --size 64 --warmup 100
   stream  --addr 127.0.0.1:7001 --size 1G (bytes through one connection)
   c10k    --addr 127.0.0.1:7001 --conns 10000 --threads 8 --hold 5 --size 64
   chat    --addr 127.0.0.1:7002 --conns 8 (receivers) --rounds 200 (messages) --size 64
   file    --addr 127.0.0.1:7003 --rounds 3 (transfers) --size 64M (for --put)
+  hash    --file PATH (hashes it once with the library's SHA-256; no server)
 Sizes take a K, M or G suffix (powers of 1024). Rates: 1 MB = 10^6 bytes.
 
 The output is one line of key=value pairs; the exit status is 1 if any
@@ -87,7 +91,7 @@ fn main() -> ExitCode {
         "Drives an echo, chat or file server with many connections and reports \
          requests/s, MB/s, latency percentiles and errors.",
     )
-    .positional("MODE", "echo | stream | c10k | chat | file")
+    .positional("MODE", "echo | stream | c10k | chat | file | hash")
     .opt(
         "--addr",
         "HOST:PORT",
@@ -110,6 +114,12 @@ fn main() -> ExitCode {
         "--size",
         "BYTES",
         "bytes per round trip or message (stream: in all; file: PUT size)",
+        None,
+    )
+    .opt(
+        "--duration",
+        "SECS",
+        "run each echo connection for SECS seconds instead of --rounds (echo)",
         None,
     )
     .opt(
@@ -153,6 +163,7 @@ fn main() -> ExitCode {
         "--no-verify",
         "do not hash downloads to check their digest (file)",
     )
+    .opt("--file", "PATH", "the file to hash (hash)", None)
     .opt(
         "--timeout",
         "SECS",
@@ -164,7 +175,7 @@ fn main() -> ExitCode {
 
     let mode = match args.positionals() {
         [mode] => mode.clone(),
-        [] => args.fail("which mode? echo, stream, c10k, chat or file"),
+        [] => args.fail("which mode? echo, stream, c10k, chat, file or hash"),
         [_, extra, ..] => args.fail(&format!("unexpected argument '{extra}'")),
     };
     let (default_port, run): (u16, fn(&Matches, Setup) -> Report) = match mode.as_str() {
@@ -173,8 +184,9 @@ fn main() -> ExitCode {
         "c10k" => (7001, run_c10k),
         "chat" => (7002, run_chat),
         "file" => (7003, run_file),
+        "hash" => (7003, run_hash),
         other => args.fail(&format!(
-            "unknown mode '{other}': use echo, stream, c10k, chat or file"
+            "unknown mode '{other}': use echo, stream, c10k, chat, file or hash"
         )),
     };
     let addr_text = args
@@ -265,8 +277,9 @@ impl Tally {
         self.latencies.sort_unstable();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         format!(
-            " p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+            " p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3}",
             ms(percentile(&self.latencies, 50.0)),
+            ms(percentile(&self.latencies, 90.0)),
             ms(percentile(&self.latencies, 99.0)),
             ms(self.latencies.last().copied().unwrap_or_default()),
         )
@@ -342,6 +355,12 @@ fn run_echo(args: &Matches, setup: Setup) -> Report {
     let rounds = positive(args, "--rounds", 1000);
     let size = size_arg(args, "--size", 64);
     let warmup = number(args, "--warmup", 100);
+    // With --duration, every connection runs until the time is up: the
+    // count of round trips is then the result rather than the setting.
+    let plan = match args.seconds("--duration") {
+        Some(time) => Plan::For(time),
+        None => Plan::Rounds(rounds),
+    };
     let payload = Arc::new(payload(size));
 
     // conns workers plus this thread meet at the barrier. Each worker first
@@ -354,7 +373,7 @@ fn run_echo(args: &Matches, setup: Setup) -> Report {
     let worker_barrier = Arc::clone(&barrier);
     let handle = thread::spawn(move || {
         run_workers(conns, move |_| {
-            echo_worker(setup, &payload, rounds, warmup, &worker_barrier)
+            echo_worker(setup, &payload, plan, warmup, &worker_barrier)
         })
     });
     barrier.wait();
@@ -368,8 +387,12 @@ fn run_echo(args: &Matches, setup: Setup) -> Report {
 
     let requests = tally.latencies.len();
     let mut line = format!(
-        "echo conns={conns} rounds={rounds} size={size} requests={requests} errors={} secs={secs:.3} \
+        "echo conns={conns} {} size={size} requests={requests} errors={} secs={secs:.3} \
          req_per_s={:.0} mb_per_s={:.2}",
+        match plan {
+            Plan::Rounds(rounds) => format!("rounds={rounds}"),
+            Plan::For(time) => format!("duration={}", time.as_secs()),
+        },
         tally.errors,
         requests as f64 / secs,
         tally.bytes as f64 / MB / secs,
@@ -379,16 +402,30 @@ fn run_echo(args: &Matches, setup: Setup) -> Report {
     tally.into_report(line)
 }
 
-/// One echo connection: connect, warm up, wait for everyone, then `rounds`
-/// timed round trips.
+/// How long each echo connection runs.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// This many round trips.
+    Rounds(usize),
+    /// As many round trips as fit in this time.
+    For(Duration),
+}
+
+/// One echo connection: connect, warm up, wait for everyone, then the
+/// planned timed round trips.
 fn echo_worker(
     setup: Setup,
     payload: &[u8],
-    rounds: usize,
+    plan: Plan,
     warmup: usize,
     barrier: &Barrier,
 ) -> Tally {
-    let mut tally = Tally::with_capacity(rounds);
+    // For a timed run we cannot know the count; 100,000 entries (1.6 MB)
+    // cover a few seconds, and past that the buffer grows, rarely.
+    let mut tally = Tally::with_capacity(match plan {
+        Plan::Rounds(rounds) => rounds,
+        Plan::For(_) => 100_000,
+    });
     let mut reply = vec![0u8; payload.len()];
     let ready = connect(setup).and_then(|mut stream| {
         for _ in 0..warmup {
@@ -406,7 +443,15 @@ fn echo_worker(
             return tally;
         }
     };
-    for _ in 0..rounds {
+    let start = Instant::now();
+    loop {
+        let done = match plan {
+            Plan::Rounds(rounds) => tally.latencies.len() >= rounds,
+            Plan::For(time) => start.elapsed() >= time,
+        };
+        if done {
+            break;
+        }
         let t = Instant::now();
         if let Err(e) = round_trip(&mut stream, payload, &mut reply) {
             tally.fail(e);
@@ -1206,6 +1251,51 @@ fn generated_data(size: usize) -> Vec<u8> {
     }
     data.truncate(size);
     data
+}
+
+// ---------------------------------------------------------------------------
+// hash: the library's SHA-256 alone, for comparison with sha256sum
+// ---------------------------------------------------------------------------
+
+/// Hashes `--file` once, reading it in 1 MiB pieces on this one thread, the
+/// way `sha256sum` does, so that the two figures compare like with like.
+/// Run it twice: the first run may be reading from the disk, the second
+/// reads from the page cache (as `sha256sum` will, right after).
+fn run_hash(args: &Matches, _setup: Setup) -> Report {
+    let Some(path) = args.get("--file") else {
+        args.fail("hash mode needs --file PATH")
+    };
+    let mut tally = Tally::default();
+    let start = Instant::now();
+    let digest = hash_file(path, &mut tally.bytes).unwrap_or_else(|e| {
+        tally.fail(format!("could not read {path}: {e}"));
+        String::new()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let line = format!(
+        "hash bytes={} errors={} secs={secs:.3} mb_per_s={:.1} sha256={digest}",
+        tally.bytes,
+        tally.errors,
+        tally.bytes as f64 / MB / secs,
+    );
+    tally.into_report(line)
+}
+
+fn hash_file(path: &str, bytes: &mut u64) -> io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hash.update(&buf[..n]);
+        *bytes += n as u64;
+    }
+    Ok(to_hex(&hash.finish()))
 }
 
 // ---------------------------------------------------------------------------

@@ -27,3 +27,6 @@ pub mod ch06_who_may_connect {}
 
 #[doc = include_str!("../docs/07-mail-relay.md")]
 pub mod ch07_mail_relay {}
+
+#[doc = include_str!("../docs/08-measuring.md")]
+pub mod ch08_measuring {}

@@ -1,18 +1,25 @@
 //! Example 05, the load tester: short runs against the course's servers that
 //! check its report line and that a clean run counts zero errors. No timing
 //! is asserted: speed depends on the machine, and chapter 8 measures it.
+//!
+//! Check your own load tester (chapter 8's exercises) with:
+//! `NETLESSONS_05_LOAD_TESTER="path/to/your/05_load_tester" cargo test --test ex05_load_tester exercise`
 
 mod common;
 
-use common::{Server, example_path, temp_dir};
+use common::{Server, command, temp_dir};
 use std::collections::HashMap;
-use std::process::{Command, Output};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Output;
+use std::thread;
 
 const TESTER: &str = "05_load_tester";
 
-/// Runs the load tester with `args` (and extra environment) and returns its output.
+/// Runs the load tester (or the learner's, under the override) with `args`
+/// (and extra environment) and returns its output.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(example_path(TESTER))
+    command(TESTER)
         .args(args)
         .envs(env.iter().copied())
         .output()
@@ -154,6 +161,27 @@ fn c10k_mode_holds_every_connection_and_reads_server_memory() {
     }
 }
 
+/// Chat mode: every message reaches every receiver, and fan-out latencies are reported.
+#[test]
+fn chat_mode_delivers_every_message_to_every_receiver() {
+    let server = Server::start("02_chat_server", &[]);
+    let addr = server.addr().to_string();
+    let output = run(
+        &["chat", "--addr", &addr, "--conns", "3", "--rounds", "10"],
+        &[],
+    );
+    assert_clean(&output);
+    let fields = report(&output, "chat");
+    assert_eq!(number(&fields, "errors"), 0.0);
+    assert_eq!(
+        number(&fields, "deliveries"),
+        30.0,
+        "10 messages x 3 receivers"
+    );
+    assert!(number(&fields, "deliveries_per_s") > 0.0);
+    assert!(number(&fields, "p50_ms") <= number(&fields, "max_ms"));
+}
+
 /// File mode: a PUT then a verified GET of the same bytes through the handshake, zero errors.
 #[test]
 fn file_mode_puts_and_gets_through_the_handshake() {
@@ -286,4 +314,97 @@ fn help_and_usage_errors() {
         );
         assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: "));
     }
+}
+
+/// Exercise 1: every report with latencies also gives the 90th percentile, between p50 and p99.
+#[test]
+fn exercise_1_reports_p90() {
+    let server = Server::start("01_echo_server", &[]);
+    let addr = server.addr().to_string();
+    let output = run(
+        &["echo", "--addr", &addr, "--conns", "2", "--rounds", "50"],
+        &[],
+    );
+    assert_clean(&output);
+    let fields = report(&output, "echo");
+    let p90 = number(&fields, "p90_ms");
+    assert!(number(&fields, "p50_ms") <= p90, "p50 <= p90");
+    assert!(p90 <= number(&fields, "p99_ms"), "p90 <= p99");
+}
+
+/// A server that echoes the right number of bytes, but in upper case.
+fn start_shouting_echo() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Exercise 2: a reply that differs from what was sent is an error, counted and reported, not a crash.
+#[test]
+fn exercise_2_wrong_replies_are_errors() {
+    let addr = start_shouting_echo();
+    let output = run(
+        &[
+            "echo", "--addr", &addr, "--conns", "3", "--rounds", "5", "--warmup", "0",
+        ],
+        &[],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "errors must make the exit status 1"
+    );
+    let fields = report(&output, "echo");
+    assert_eq!(
+        number(&fields, "errors"),
+        3.0,
+        "one error per connection, which then stops"
+    );
+    assert_eq!(
+        number(&fields, "requests"),
+        0.0,
+        "no wrong reply counts as a request"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("first error: ") && stderr.contains("differs"),
+        "stderr: {stderr}"
+    );
+}
+
+/// Exercise 3: `--duration SECS` runs each connection for that long instead of a number of rounds.
+#[test]
+fn exercise_3_duration_instead_of_rounds() {
+    let server = Server::start("01_echo_server", &[]);
+    let addr = server.addr().to_string();
+    let output = run(
+        &["echo", "--addr", &addr, "--conns", "2", "--duration", "1"],
+        &[],
+    );
+    assert_clean(&output);
+    let fields = report(&output, "echo");
+    assert_eq!(number(&fields, "errors"), 0.0);
+    assert!(
+        number(&fields, "requests") > 0.0,
+        "some round trips happened"
+    );
+    let secs = number(&fields, "secs");
+    assert!(
+        secs >= 1.0,
+        "the run lasted at least the duration asked for, not {secs} s"
+    );
+    assert!(secs < 30.0, "and it stopped: {secs} s");
 }
