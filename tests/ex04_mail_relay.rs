@@ -1161,7 +1161,8 @@ fn demo_mailboxes_work_as_printed() {
     }
     let spool = temp_dir("demo_mailboxes").join("spool");
     let server = start(&["--spool", spool.to_str().unwrap()]);
-    assert!(server.wait_for_stderr("curl pop3://bob:", Duration::from_secs(10)));
+    // The line after the passwords: by then the whole list has arrived.
+    assert!(server.wait_for_stderr("send bob a message", Duration::from_secs(10)));
     let stderr = server.stderr();
     let command = stderr
         .lines()

@@ -286,24 +286,23 @@ fn run(args: &Matches) -> io::Result<()> {
 fn print_demo_help(users: &Users, domain: &str, smtp: SocketAddr, pop3: SocketAddr) {
     let pop3 = reachable(pop3);
     let smtp = reachable(smtp);
-    let mut err = io::stderr().lock();
-    let _ = writeln!(
-        err,
-        "no --users file: demo mailboxes with new random passwords (they change at every start):"
-    );
+    // Built first and written in one call: stderr is unbuffered, so a
+    // `writeln!` per piece would reach a reader (a test, a pipe) in pieces.
+    let mut text =
+        "no --users file: demo mailboxes with new random passwords (they change at every start):\n"
+            .to_string();
     for name in users.names() {
         let password = users.secret(name).unwrap_or_default();
-        let _ = writeln!(
-            err,
-            "  {name:<6} password {password}   read: curl pop3://{name}:{password}@{pop3}/1"
-        );
+        text.push_str(&format!(
+            "  {name:<6} password {password}   read: curl pop3://{name}:{password}@{pop3}/1\n"
+        ));
     }
-    let _ = writeln!(
-        err,
-        "send bob a message:\n  python3 -c 'import smtplib; smtplib.SMTP(\"{}\", {}).sendmail(\"alice@{domain}\", [\"bob@{domain}\"], \"Subject: hi\\r\\n\\r\\nhello\")'",
+    text.push_str(&format!(
+        "send bob a message:\n  python3 -c 'import smtplib; smtplib.SMTP(\"{}\", {}).sendmail(\"alice@{domain}\", [\"bob@{domain}\"], \"Subject: hi\\r\\n\\r\\nhello\")'\n",
         smtp.ip(),
         smtp.port()
-    );
+    ));
+    let _ = io::stderr().write_all(text.as_bytes());
 }
 
 /// An address a client on this machine can connect to: a wildcard listener

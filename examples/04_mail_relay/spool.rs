@@ -108,13 +108,15 @@ impl Spool {
     /// A file name no other delivery uses, in the Maildir style
     /// `SECONDS.MmicrosPpidQcount.HOST`: the time, our process id and a
     /// counter make it unique on this machine, the host name across machines.
+    /// The microseconds always have six digits, so that sorting names as
+    /// text sorts them by time (`M98` would sort after `M123`).
     pub fn unique_name(&self) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!(
-            "{}.M{}P{}Q{n}.{}",
+            "{}.M{:06}P{}Q{n}.{}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),
@@ -357,9 +359,9 @@ fn unique_id(file_name: &str) -> String {
     }
 }
 
-/// This machine's name for Maildir file names: `/etc/hostname`'s first
-/// word (std cannot ask the kernel), limited to safe characters, or
-/// `localhost`.
+/// This machine's name for Maildir file names, read from
+/// `/proc/sys/kernel/hostname` or `/etc/hostname` (std has no call for it),
+/// limited to safe characters, or `localhost`.
 fn host_name() -> String {
     let raw = fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| fs::read_to_string("/etc/hostname"))
