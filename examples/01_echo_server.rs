@@ -20,10 +20,10 @@ use netlessons::server::Server;
 use std::io;
 use std::process::ExitCode;
 
-/// The first read buffer. Most messages are small, and memory a connection
-/// holds is memory times ten thousand once ten thousand clients are
-/// connected: with 512 bytes, the buffer fits in a corner of a page of memory
-/// that is in use anyway (chapter 8 measures what a connection costs).
+/// The first read buffer. Most messages are small, and whatever one
+/// connection holds, ten thousand connections hold ten thousand times: 512
+/// bytes each is 5 MB for ten thousand, where 64 KiB each would be 640 MB
+/// (chapter 8 measures what a connection costs).
 const FIRST_BUFFER: usize = 512;
 /// The buffer grows (doubling) while reads fill it, up to this size, so a
 /// client streaming megabytes soon gets big reads and few system calls.
