@@ -30,3 +30,6 @@ pub mod ch07_mail_relay {}
 
 #[doc = include_str!("../docs/08-measuring.md")]
 pub mod ch08_measuring {}
+
+#[doc = include_str!("../docs/09-two-computers.md")]
+pub mod ch09_two_computers {}
