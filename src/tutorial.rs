@@ -5,6 +5,22 @@
 //! the text cannot drift away from the code. Read them in order.
 
 #[doc = include_str!("../docs/README.md")]
+// The links in docs/README.md lead to the Markdown files, which is what a
+// reader on GitHub needs; in these generated docs, this list leads to the
+// chapters' modules instead.
+#[doc = r"
+## The chapters in these docs
+
+1. [The client/server model](crate::tutorial::ch01_client_server)
+2. [Echo: your first server and client](crate::tutorial::ch02_echo)
+3. [Framing](crate::tutorial::ch03_framing)
+4. [Many clients: a chat server](crate::tutorial::ch04_chat)
+5. [File transfer](crate::tutorial::ch05_file_transfer)
+6. [Who may connect](crate::tutorial::ch06_who_may_connect)
+7. [An email-style relay](crate::tutorial::ch07_mail_relay)
+8. [Measuring and limits](crate::tutorial::ch08_measuring)
+9. [Connecting two computers](crate::tutorial::ch09_two_computers)
+"]
 pub mod index {}
 
 #[doc = include_str!("../docs/01-client-server.md")]
