@@ -8,8 +8,9 @@
 //! an IPv6 listener, and the mail relay's relay rules.
 //!
 //! The lab needs root and the `ip` tool; elsewhere every test here says it
-//! was skipped. Run them with `sudo -E cargo test --test two_hosts` (CI runs
-//! as root). No packet leaves the lab: the client hosts have no route out.
+//! was skipped. CI runs as root; on your machine, build first and then
+//! `sudo env "PATH=$PATH" "HOME=$HOME" cargo test --test two_hosts` (chapter
+//! 9 explains). No packet leaves the lab: the client hosts have no route out.
 
 mod common;
 #[path = "common/netns.rs"]
@@ -109,10 +110,12 @@ fn assert_refused(
     );
 }
 
+/// The host's (primary) IPv4 address.
 fn v4(host: &netns::Host) -> IpAddr {
     IpAddr::V4(host.v4)
 }
 
+/// The host's (preferred) IPv6 address.
 fn v6(host: &netns::Host) -> IpAddr {
     IpAddr::V6(host.v6)
 }
@@ -411,7 +414,7 @@ fn ipv4_mapped_client_is_matched_as_ipv4() {
 
 // ---------------------------------------------------------------------------
 // Chapter 9's exercises: your own echo server, across hosts. Check yours with
-// sudo -E env "PATH=$PATH" NETLESSONS_01_ECHO_SERVER="python3 my_echo.py" \
+// sudo env "PATH=$PATH" "HOME=$HOME" NETLESSONS_01_ECHO_SERVER="python3 my_echo.py" \
 //     cargo test --test two_hosts exercise_
 // ---------------------------------------------------------------------------
 

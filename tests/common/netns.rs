@@ -168,9 +168,9 @@ fn lab_support() -> Result<(), String> {
             // Who owns /proc/self is who we run as: a std-only getuid().
             let uid = std::fs::metadata("/proc/self").map(|m| m.uid());
             if !matches!(uid, Ok(0)) {
-                return Err(
-                    "network namespaces need root; try: sudo -E env \"PATH=$PATH\" cargo test --test two_hosts".into(),
-                );
+                return Err("network namespaces need root: run as root (CI does), \
+                     see chapter 9 for the sudo command"
+                    .into());
             }
             let found = Command::new("ip")
                 .arg("-V")
@@ -270,12 +270,17 @@ impl Lab {
         if !available(test) {
             return None;
         }
-        let _guard = setup_lock();
         let mut lab = Lab {
             prefix: unique_prefix(),
             namespaces: Vec::new(),
         };
-        if let Err(e) = lab.build() {
+        // The lock is released before a failure panics: unwinding drops
+        // `lab`, and its Drop takes the lock again to remove what was built.
+        let built = {
+            let _guard = setup_lock();
+            lab.build()
+        };
+        if let Err(e) = built {
             panic!("{test}: could not build the network lab: {e}");
         }
         Some(lab)
