@@ -34,7 +34,8 @@ fail() {
 }
 
 exists() {
-    ip netns list | grep -q "^$1\\( \\|\$\\)"
+    # `ip netns list` prints "NAME" or "NAME (id: N)"; compare whole names.
+    ip netns list | cut -d ' ' -f 1 | grep -qx "$1"
 }
 
 up() {
