@@ -116,15 +116,19 @@ fn client_example_reports_connection_refused() {
         .local_addr()
         .unwrap()
         .port();
-    AssertCommand::from_std(common::command(CLIENT))
+    let assert = AssertCommand::from_std(common::command(CLIENT))
         .args(["--addr", &format!("127.0.0.1:{port}")])
         .write_stdin("hi\n")
         .timeout(Duration::from_secs(30))
         .assert()
-        .failure()
-        .stderr(
-            predicate::str::contains("could not connect").and(predicate::str::contains("refused")),
-        );
+        .failure();
+    // The wording is the reference's; a learner's client need only fail.
+    if common::override_command(CLIENT).is_some() {
+        return;
+    }
+    assert.stderr(
+        predicate::str::contains("could not connect").and(predicate::str::contains("refused")),
+    );
 }
 
 /// A Python `socket` client, written by nobody here, gets its bytes back.
@@ -301,10 +305,10 @@ fn idle_timeout_drops_a_silent_client() {
 /// plus usage and exits 2.
 #[test]
 fn help_and_bad_flags() {
-    if !reference_only(SERVER, "help_and_bad_flags") {
-        return;
-    }
     for example in [SERVER, CLIENT] {
+        if !reference_only(example, "help_and_bad_flags") {
+            continue;
+        }
         AssertCommand::from_std(common::command(example))
             .arg("--help")
             .timeout(Duration::from_secs(30))
