@@ -13,7 +13,7 @@ use assert_cmd::Command as AssertCommand;
 use common::{Server, connect, have, override_command, reference_only, temp_dir};
 use predicates::prelude::*;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -1149,6 +1149,91 @@ fn client_trace_shows_the_conversation() {
 // Reference-only features
 // ---------------------------------------------------------------------------
 
+/// A permanent refusal from the next hop (`550` for an unknown user there)
+/// is not retried: the message moves to `.queue/failed/` and the reason is logged.
+#[test]
+fn permanent_refusal_by_next_hop_is_not_retried() {
+    if !reference_only(RELAY, "permanent_refusal_by_next_hop_is_not_retried") {
+        return;
+    }
+    let (hop2, _spool2) = second_hop("refusal_hop2", "127.0.0.1:0");
+    let hop2_addr = hop2.addr_of("smtp").to_string();
+    let mut args = vec!["--next-hop", hop2_addr.as_str()];
+    args.extend(fast_retries());
+    let hop1 = relay("refusal_hop1", &args);
+    send_message(
+        hop1.smtp(),
+        "alice@example.test",
+        &["nobody@remote.test"],
+        "Subject: lost\r\n\r\nx\r\n",
+    );
+    assert!(
+        hop1.server
+            .wait_for_stderr("failed for good", DELIVERY_TIMEOUT),
+        "{}",
+        hop1.server.stderr()
+    );
+    let failed = hop1.spool.join(".queue").join("failed");
+    assert_eq!(
+        fs::read_dir(&failed).unwrap().count(),
+        1,
+        "kept for a human in {failed:?}"
+    );
+    assert_eq!(
+        fs::read_dir(hop1.spool.join(".queue").join("active"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(
+        !hop1.server.stderr().contains("next try in"),
+        "a 5xx must not be retried"
+    );
+}
+
+/// `--pop3-idle-timeout 1`: a silent POP3 client is closed without a word,
+/// and its `DELE`s are not applied (no UPDATE without QUIT).
+#[test]
+fn idle_pop3_client_is_closed_without_deleting() {
+    if !reference_only(RELAY, "idle_pop3_client_is_closed_without_deleting") {
+        return;
+    }
+    let r = relay("pop3_idle", &["--pop3-idle-timeout", "1"]);
+    send_message(
+        r.smtp(),
+        "alice@example.test",
+        &["bob@example.test"],
+        "Subject: stay\r\n\r\nx\r\n",
+    );
+    let mut wire = Wire::pop3(r.pop3(), "bob", "bob-pw");
+    assert!(wire.cmd_line("DELE 1").starts_with("+OK"));
+    let mut rest = Vec::new();
+    wire.reader.read_to_end(&mut rest).unwrap();
+    assert!(
+        rest.is_empty(),
+        "RFC 1939: close without a response, got {rest:?}"
+    );
+    assert_eq!(maildir(&r.spool, "bob").len(), 1);
+}
+
+/// After 20 error replies in one session the relay says `421` and hangs up.
+#[test]
+fn too_many_errors_end_the_session() {
+    if !reference_only(RELAY, "too_many_errors_end_the_session") {
+        return;
+    }
+    let r = relay("too_many_errors", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    for _ in 0..20 {
+        expect(&wire.cmd("BOGUS"), "500");
+    }
+    // The 20th error is answered, then the goodbye follows unasked.
+    expect(&wire.reply(), "421 4.7.0");
+    let mut rest = Vec::new();
+    wire.reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}
+
 /// Started without `--users`, the relay makes demo mailboxes alice and bob
 /// and prints bob's password with a ready curl command: the chapter's
 /// first "try it" works as printed.
@@ -1215,6 +1300,84 @@ fn idle_smtp_client_gets_421() {
     let mut rest = Vec::new();
     wire.reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
+}
+
+/// Connects to `addr`, reads the greeting, sends `prelude`, then sends one
+/// byte every 200 ms, never a line break, until the server hangs up.
+/// Returns what the server said and how long the trickle lasted.
+fn slow_loris(addr: SocketAddr, prelude: &[u8]) -> (String, Duration) {
+    let mut wire = Wire::open(addr);
+    wire.line(); // the greeting
+    wire.send(prelude);
+    let stream = wire.reader.get_ref();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let start = Instant::now();
+    let mut said = Vec::new();
+    let mut buf = [0u8; 256];
+    while start.elapsed() < Duration::from_secs(10) {
+        if wire.writer.write_all(b"N").is_err() {
+            break; // reset: the server hung up
+        }
+        match wire.reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => said.extend_from_slice(&buf[..n]),
+            // Nothing within 200 ms: still connected, send the next byte.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    (text(&said), start.elapsed())
+}
+
+/// The line clock runs even with the idle timeouts off: an SMTP or POP3
+/// client trickling a line one byte at a time (a slow-loris) is dropped
+/// once the line is `--line-timeout` old (1 s here; 30 s by default). A
+/// trickled SMTP command gets a 421 first.
+#[test]
+fn slow_loris_is_dropped_by_the_line_clock() {
+    if !reference_only(RELAY, "slow_loris_is_dropped_by_the_line_clock") {
+        return;
+    }
+    let r = relay(
+        "line_clock",
+        &[
+            "--idle-timeout",
+            "0",
+            "--pop3-idle-timeout",
+            "0",
+            "--line-timeout",
+            "1",
+        ],
+    );
+    let cases = [("SMTP", r.smtp(), 0), ("POP3", r.pop3(), 0)];
+    let running: Vec<_> = cases
+        .into_iter()
+        .map(|(name, addr, long)| {
+            (
+                name,
+                thread::spawn(move || slow_loris(addr, &vec![b'a'; long])),
+            )
+        })
+        .collect();
+    for (name, handle) in running {
+        let (said, lasted) = handle.join().unwrap();
+        assert!(
+            (Duration::from_millis(900)..Duration::from_secs(10)).contains(&lasted),
+            "{name}: the slow-loris lasted {lasted:?}, expected about 1 s; it was told {said:?}"
+        );
+        if name == "SMTP" {
+            assert!(
+                said.starts_with("421 "),
+                "{name}: expected a 421, got {said:?}"
+            );
+        }
+    }
 }
 
 /// `--trace` shows the SMTP and POP3 conversations on stderr only.

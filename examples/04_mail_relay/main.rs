@@ -132,6 +132,12 @@ fn command() -> Command {
     .opt("--idle-timeout", "SECS", "drop an SMTP client that sends nothing for SECS seconds (0: never)", Some("300"))
     .opt("--pop3-idle-timeout", "SECS", "the same for POP3 clients (0: never)", Some("600"))
     .flag("--trace", "show every message that crosses the wire on stderr")
+    // How long a line, once started, may take to arrive: the slow-loris
+    // defence every server has (the others get it from `server_options`,
+    // which this two-listener command does not use). It must be declared:
+    // `server_config` reads it, and an undeclared option reads as "never",
+    // which would let a client trickling a byte a minute hold a thread forever.
+    .hidden_opt("--line-timeout", Some("30"))
     // Knobs that make the tests fast; never a way to weaken the defaults.
     .hidden_opt("--retry-base-ms", Some("1000"))
     .hidden_opt("--retry-max-ms", Some("300000"))
