@@ -300,9 +300,55 @@ impl Connection {
 
     /// Discards the rest of the current line (after a too-long error).
     /// Returns `Ok(false)` if the stream ended first.
+    ///
+    /// The rest of the line is on a clock too: it must have arrived within
+    /// the nearer of the line and idle timeouts, counted from this call (so a
+    /// whole over-long line gets at most twice the line timeout). A timeout
+    /// set afresh for each read would not do: a peer could send an over-long
+    /// line, then trickle its tail a byte at a time and hold the thread forever.
     pub fn skip_line(&mut self) -> io::Result<bool> {
-        self.set_read_timeout(self.idle_timeout.or(self.line_timeout))?;
-        framing::skip_line(self.buffered_reader())
+        let line_clock = match (self.line_timeout, self.idle_timeout) {
+            (Some(line), Some(idle)) => line <= idle,
+            (line, _) => line.is_some(),
+        };
+        let deadline = [self.line_timeout, self.idle_timeout]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|limit| Instant::now() + limit);
+        self.buffered_reader();
+        loop {
+            let wait = match deadline {
+                None => None,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        let e = io::Error::from(io::ErrorKind::TimedOut);
+                        return Err(self.explain_timeout(e, line_clock));
+                    }
+                    Some(left)
+                }
+            };
+            self.set_read_timeout(wait)?;
+            let available = match self.reader.fill_buf() {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.explain_timeout(e, line_clock)),
+            };
+            if available.is_empty() {
+                return Ok(false);
+            }
+            match available.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.reader.consume(i + 1);
+                    return Ok(true);
+                }
+                None => {
+                    let n = available.len();
+                    self.reader.consume(n);
+                }
+            }
+        }
     }
 
     /// Reads exactly `len` bytes of a counted body into `sink`, through a

@@ -1337,8 +1337,9 @@ fn slow_loris(addr: SocketAddr, prelude: &[u8]) -> (String, Duration) {
 
 /// The line clock runs even with the idle timeouts off: an SMTP or POP3
 /// client trickling a line one byte at a time (a slow-loris) is dropped
-/// once the line is `--line-timeout` old (1 s here; 30 s by default). A
-/// trickled SMTP command gets a 421 first.
+/// once the line is `--line-timeout` old (1 s here; 30 s by default), also
+/// when it trickles the rest of an over-long line that the server is
+/// skipping. A trickled SMTP command gets a 421 first.
 #[test]
 fn slow_loris_is_dropped_by_the_line_clock() {
     if !reference_only(RELAY, "slow_loris_is_dropped_by_the_line_clock") {
@@ -1355,7 +1356,12 @@ fn slow_loris_is_dropped_by_the_line_clock() {
             "1",
         ],
     );
-    let cases = [("SMTP", r.smtp(), 0), ("POP3", r.pop3(), 0)];
+    let cases = [
+        ("SMTP", r.smtp(), 0),
+        ("SMTP after 600 bytes", r.smtp(), 600),
+        ("POP3", r.pop3(), 0),
+        ("POP3 after 300 bytes", r.pop3(), 300),
+    ];
     let running: Vec<_> = cases
         .into_iter()
         .map(|(name, addr, long)| {
