@@ -487,6 +487,25 @@ fn command_line_limit_is_512_bytes() {
     expect(&wire.cmd("NOOP"), "250");
 }
 
+/// A control character inside an address (a lone `\r` here) still gets a
+/// one-line refusal, with nothing of the client's control characters in it,
+/// and the session carries on.
+#[test]
+fn control_characters_in_an_address_get_a_clean_reply() {
+    let r = relay("control_chars", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    for command in ["MAIL FROM:<\ra@>", "MAIL FROM:<a\x1b[2J@example.test>"] {
+        let reply = wire.cmd(command);
+        expect(&reply, "5");
+        assert!(
+            !reply.contains(|c: char| c.is_control() && c != '\n'),
+            "{command:?} got a reply with control characters: {reply:?}"
+        );
+    }
+    expect(&wire.cmd("NOOP"), "250");
+}
+
 /// A text line may be 1000 bytes with its CRLF; a longer one makes the
 /// message fail with `500 5.5.2 line too long` after the final dot, and
 /// nothing is stored.

@@ -180,7 +180,20 @@ pub fn serve(conn: Connection, service: &SmtpService) -> io::Result<()> {
 
 impl Session<'_> {
     /// Queues one reply line (sent at the next read, or by `flush`).
+    ///
+    /// Some replies quote the client (`553 5.1.7 <its address>: …`), and a
+    /// client may have put control characters there: a lone `\r` is not a
+    /// line ending to us, but it is one to many clients, and `send_line`
+    /// refuses to send it (it would split the reply in two). So every
+    /// control character becomes `?`, and the client still gets its answer.
     fn reply(&mut self, text: &str) -> io::Result<()> {
+        if text.contains(char::is_control) {
+            let one_line: String = text
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            return self.conn.send_line(one_line);
+        }
         self.conn.send_line(text)
     }
 
