@@ -272,11 +272,15 @@ impl Queue {
     }
 
     /// Moves a message to `failed/`, where a person can look at it.
+    /// Moved first, logged after, so the log never claims what is not
+    /// (yet) true.
     fn give_up(&self, name: &str, why: &str) {
-        eprintln!("queue: {name} failed for good ({why}); kept in .queue/failed/");
         let from = self.dir.join("active").join(name);
-        if let Err(e) = fs::rename(&from, self.dir.join("failed").join(name)) {
-            eprintln!("queue: {name}: could not move it to failed/: {e}");
+        match fs::rename(&from, self.dir.join("failed").join(name)) {
+            Ok(()) => eprintln!("queue: {name} failed for good ({why}); kept in .queue/failed/"),
+            Err(e) => eprintln!(
+                "queue: {name} failed for good ({why}); could not move it to failed/: {e}"
+            ),
         }
     }
 }
