@@ -22,7 +22,7 @@
 //! C:
 //! C: hello
 //! C: .
-//! S: 250 2.0.0 OK: delivered as 1718000000.M1P2Q3.host
+//! S: 250 2.0.0 OK: queued as 1718000000.M000001P2Q3.host
 //! C: QUIT
 //! S: 221 2.0.0 Bye
 //! ```
