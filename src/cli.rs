@@ -384,7 +384,11 @@ impl Matches {
         }
         config.max_conns = self.parse_value("--max-conns");
         config.idle_timeout = self.seconds("--idle-timeout");
-        config.line_timeout = self.seconds("--line-timeout");
+        // Only override the 30 s default when the command defines the
+        // option: a command without it must not silently lose the defence.
+        if self.get("--line-timeout").is_some() {
+            config.line_timeout = self.seconds("--line-timeout");
+        }
         config.trace = self.flag("--trace");
         config.busy_reply = busy_reply.map(<[u8]>::to_vec);
         config
@@ -468,5 +472,14 @@ mod tests {
         assert!(c.allow.contains("10.1.2.3".parse().unwrap()));
         assert!(!c.allow.contains("127.0.0.1".parse().unwrap()));
         assert_eq!(c.busy_reply.as_deref(), Some(&b"busy\n"[..]));
+        assert_eq!(c.line_timeout, Some(Duration::from_secs(30)));
+    }
+
+    /// A command without the server options keeps the 30 s line timeout.
+    #[test]
+    fn line_timeout_default_survives_a_custom_command() {
+        let cmd = Command::new("custom", "No server options.").opt("--addr", "A", "addr", None);
+        let c = cmd.parse(args(&[])).unwrap().server_config("custom", None);
+        assert_eq!(c.line_timeout, Some(Duration::from_secs(30)));
     }
 }
