@@ -49,7 +49,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::mpsc;
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::{Arc, Barrier, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -204,6 +204,7 @@ fn main() -> ExitCode {
         None => args.fail("--timeout must be at least 1 second"),
     };
     let setup = Setup { addr, timeout };
+    open_file_limit(); // read it now, while we can still open a file
 
     let report = run(&args, setup);
     println!("{}", report.line);
@@ -501,39 +502,63 @@ fn payload(size: usize) -> Vec<u8> {
 /// Connects with timeouts and `TCP_NODELAY` (our messages are whole; Nagle's
 /// algorithm would hold each back waiting for the previous reply's ACK).
 fn connect(setup: Setup) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&setup.addr, setup.timeout)
-        .map_err(|e| explain(connect_error(&setup.addr.to_string(), e)))?;
+    let stream = TcpStream::connect_timeout(&setup.addr, setup.timeout).map_err(|e| {
+        // Check for EMFILE before connect_error rewords the error (a
+        // reworded io::Error no longer carries the OS error number).
+        if e.raw_os_error() == Some(EMFILE) {
+            out_of_files(e)
+        } else {
+            connect_error(&setup.addr.to_string(), e)
+        }
+    })?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(setup.timeout))?;
     stream.set_write_timeout(Some(setup.timeout))?;
     Ok(stream)
 }
 
-/// Adds advice to the error that load testing hits first: running out of
-/// file descriptors. Every socket is one, and the default limit (often
-/// 1024) is far below 10,000. Std cannot raise it (that takes `setrlimit`,
-/// outside std); the shell can: `ulimit -n 20000`.
-fn explain(e: io::Error) -> io::Error {
-    // EMFILE ("too many open files") is 24 on Linux and macOS.
-    if e.raw_os_error() == Some(24) {
-        let limit =
-            open_file_limit().map_or_else(String::new, |n| format!(" (the limit here is {n})"));
-        return io::Error::new(
-            e.kind(),
-            format!(
-                "{e}: this process ran out of file descriptors{limit}; raise the limit \
-                 in this shell and the server's with `ulimit -n 20000`, then run again"
-            ),
-        );
+/// The OS error "too many open files" (EMFILE): 24 on Linux and macOS.
+const EMFILE: i32 = 24;
+
+/// The error for running out of file descriptors, the first wall a load
+/// test hits: every socket is one, and the usual default limit (1024) is far
+/// below 10,000. Std cannot raise the limit (that takes `setrlimit`, which
+/// std does not wrap); the shell can: `ulimit -n 20000`.
+#[derive(Debug)]
+struct OutOfFiles(String);
+
+impl fmt::Display for OutOfFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
-    e
+}
+
+impl std::error::Error for OutOfFiles {}
+
+fn out_of_files(e: io::Error) -> io::Error {
+    let limit = open_file_limit().map_or_else(String::new, |n| format!(" (the limit here is {n})"));
+    io::Error::other(OutOfFiles(format!(
+        "{e}: this process ran out of file descriptors{limit}; raise the limit \
+         in this shell and the server's with `ulimit -n 20000`, then run again"
+    )))
+}
+
+/// Is this the error made by [`out_of_files`]?
+fn is_out_of_files(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<OutOfFiles>())
 }
 
 /// The soft limit on open files, from `/proc/self/limits` (Linux only).
+///
+/// Read once and kept: by the time we need it for an error message, we are
+/// out of file descriptors and could not open that file any more.
 fn open_file_limit() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
+    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+        let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+        line.split_whitespace().nth(3)?.parse().ok()
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -740,7 +765,7 @@ fn c10k_worker(
                 streams.push(stream);
             }
             Err(e) => {
-                let out_of_fds = e.raw_os_error() == Some(24);
+                let out_of_fds = is_out_of_files(&e);
                 tally.fail(e);
                 if out_of_fds {
                     break; // every further attempt would fail the same way

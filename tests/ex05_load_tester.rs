@@ -285,6 +285,47 @@ fn counts_refused_connections_as_errors() {
     );
 }
 
+/// Out of file descriptors: the tester says so, names `ulimit -n`, and exits 1.
+#[test]
+fn running_out_of_file_descriptors_is_explained() {
+    if !common::reference_only(TESTER, "running_out_of_file_descriptors_is_explained")
+        || !common::have("sh", "running_out_of_file_descriptors_is_explained")
+    {
+        return;
+    }
+    let server = Server::start("01_echo_server", &[]);
+    let addr = server.addr().to_string();
+    // A limit of 40 open files, set by the shell just for the tester.
+    let tester = common::example_path(TESTER);
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 40 && exec \"$0\" \"$@\"")
+        .arg(&tester)
+        .args([
+            "c10k",
+            "--addr",
+            &addr,
+            "--conns",
+            "100",
+            "--threads",
+            "2",
+            "--hold",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let fields = report(&output, "c10k");
+    assert!(number(&fields, "errors") >= 1.0);
+    assert!(number(&fields, "held") < 100.0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ran out of file descriptors"),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("ulimit -n"), "stderr: {stderr}");
+}
+
 /// `--help` explains the modes and exits 0; a mistake gets one line plus usage and exit 2.
 #[test]
 fn help_and_usage_errors() {
