@@ -127,13 +127,20 @@ fn serve_client(room: &Room, mut conn: Connection) -> io::Result<()> {
         outbox.peer,
     )?;
 
-    let mut me = room.join(outbox.clone());
-    log(format_args!("{} joined as {}", outbox.peer, me.name));
-    let outcome = chat(room, &mut me, &outbox, &mut conn);
+    let mut membership = Membership {
+        room,
+        me: room.join(outbox.clone()),
+        peer: outbox.peer,
+    };
+    log(format_args!(
+        "{} joined as {}",
+        outbox.peer, membership.me.name
+    ));
+    let outcome = chat(room, &mut membership.me, &outbox, &mut conn);
     // However the conversation ended (/quit, a closed socket, an error, or
-    // dropped for not reading), the others are told.
-    room.leave(&me);
-    log(format_args!("{} ({}) left", outbox.peer, me.name));
+    // dropped for not reading), the others are told: dropping the
+    // membership takes us out of the room.
+    drop(membership);
 
     writer.finish(&outbox);
     // After a goodbye the client may still be sending; see `linger`.
@@ -146,6 +153,25 @@ fn serve_client(room: &Room, mut conn: Connection) -> io::Result<()> {
     }
     // An error is logged by the server runner, with the client's address.
     outcome.map(|_| ())
+}
+
+/// A client's place in the room, given up when this is dropped.
+///
+/// Leaving in `Drop` (rather than by a call at the end of `serve_client`)
+/// means it happens on every path out, even if a bug makes `chat` panic: the
+/// others still hear `* NAME left`, the name is freed, and once the room
+/// lets go of the client's queue its writer thread ends too.
+struct Membership<'a> {
+    room: &'a Room,
+    me: Me,
+    peer: SocketAddr,
+}
+
+impl Drop for Membership<'_> {
+    fn drop(&mut self) {
+        self.room.leave(&self.me);
+        log(format_args!("{} ({}) left", self.peer, self.me.name));
+    }
 }
 
 /// How a conversation ended, when it ended without an error.
