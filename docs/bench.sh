@@ -290,13 +290,14 @@ if [[ " $WHAT " == *" file "* ]]; then
     line=$("$BIN/05_load_tester" file --addr "127.0.0.1:$PORT" --user bench --get big.bin --rounds 1)
     say "  get: $line"
     echo "get $(field mb_per_s "$line")" >>"$WORK/file"
+    # The ceiling for a verified download: the time spent hashing alone.
     line=$("$BIN/05_load_tester" hash --file "$BIG")
-    echo "hash $(field mb_per_s "$line")" >>"$WORK/file"
+    echo "hash $(field hash_only_mb_per_s "$line")" >>"$WORK/file"
   done
   g_mb=$(awk '$1=="get"{print $2}' "$WORK/file" | median)
   h_mb=$(awk '$1=="hash"{print $2}' "$WORK/file" | median)
-  row "| file GET 1 GiB verified, MB/s | $g_mb | our hash $h_mb | $(ratio "$g_mb" "$h_mb")x hash |"
-  row "| file GET 1 GiB, first (server hashes first), MB/s | $cold_mb | our hash $h_mb | $(ratio "$cold_mb" "$h_mb")x hash (one run) |"
+  row "| file GET 1 GiB verified, MB/s | $g_mb | hashing alone $h_mb | $(ratio "$g_mb" "$h_mb")x hash |"
+  row "| file GET 1 GiB, first (server hashes first), MB/s | $cold_mb | hashing alone $h_mb | $(ratio "$cold_mb" "$h_mb")x hash (one run) |"
   stop "$PID"
 fi
 
