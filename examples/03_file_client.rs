@@ -17,9 +17,10 @@
 use netlessons::auth;
 use netlessons::cli::{Command, Matches};
 use netlessons::connection::Connection;
+use netlessons::framing;
 use netlessons::sha256::{Sha256, from_hex, to_hex};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -478,28 +479,25 @@ fn check_local_file(path: &Path) -> io::Result<u64> {
 }
 
 /// Reads exactly `len` bytes of `file` through a fixed buffer, handing each
-/// chunk to `each`. A file that turns out shorter (it changed since we looked
-/// at its size) is an error: we promised the server `len` bytes.
+/// chunk to `each` ([`framing::copy_exact`] does the counting). A file that
+/// turns out shorter (it changed since we looked at its size) is an error: we
+/// promised the server `len` bytes.
 fn copy_exactly(
     file: &mut File,
     len: u64,
-    mut each: impl FnMut(&[u8]) -> io::Result<()>,
+    each: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = file.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
+    framing::copy_exact(file, len, &mut buf, each).map_err(|e| {
+        if framing::is_short_source(&e) {
+            io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the file shrank while it was being sent; try again",
-            ));
+            )
+        } else {
+            e
         }
-        each(&buf[..n])?;
-        left -= n as u64;
-    }
-    Ok(())
+    })
 }
 
 /// A download in progress: `.NAME.<pid>.part` next to the output, deleted

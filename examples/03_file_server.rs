@@ -40,7 +40,7 @@ use netlessons::server::Server;
 use netlessons::sha256::{Sha256, from_hex, to_hex};
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::io::{self, BufWriter, Seek, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -437,22 +437,19 @@ fn get(conn: &mut Connection, shared: &Shared, user: &str, name: &str) -> io::Re
     // opened (and hashed): if someone renames a new upload over the name
     // meanwhile, this client still gets the old file whole, never a mix.
     let mut buf = vec![0u8; CHUNK];
-    let mut left = size;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = file.read(&mut buf[..want])?;
-        if n == 0 {
+    framing::copy_exact(&mut file, size, &mut buf, |chunk| conn.send_body(chunk)).map_err(|e| {
+        if framing::is_short_source(&e) {
             // The file shrank under us (someone edited it in place). We
             // promised `size` bytes and cannot keep the promise: hanging up
             // is the only honest answer; the client sees a short body.
-            return Err(io::Error::new(
+            io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("{name} shrank while being sent; closing the connection"),
-            ));
+            )
+        } else {
+            e
         }
-        conn.send_body(&buf[..n])?;
-        left -= n as u64;
-    }
+    })?;
     log(conn, user, &format!("sent {name} ({size} bytes)"));
     Ok(())
 }
@@ -747,19 +744,20 @@ impl DigestCache {
 fn hash_file(mut file: &File, len: u64) -> io::Result<[u8; 32]> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = file.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
+    framing::copy_exact(&mut file, len, &mut buf, |chunk| {
+        hasher.update(chunk);
+        Ok(())
+    })
+    .map_err(|e| {
+        if framing::is_short_source(&e) {
+            io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "a file shrank while being hashed",
-            ));
+            )
+        } else {
+            e
         }
-        hasher.update(&buf[..n]);
-        left -= n as u64;
-    }
+    })?;
     file.rewind()?;
     Ok(hasher.finish())
 }

@@ -10,6 +10,10 @@
 //! * **Length prefixes**: a message is a 4-byte big-endian length followed by that
 //!   many bytes. Good for binary data, which may contain any byte, `\n` included.
 //!
+//! A length often arrives in a header instead, followed by that many bytes of
+//! body (the file server's `OK <size> <sha256>`); [`copy_exact`] moves such a
+//! counted body through one fixed buffer, however large it is.
+//!
 //! Both rules come with a **maximum size**. Without one, a peer that never sends
 //! `\n` (or announces a 4 GiB frame) makes the server buffer without end until it
 //! runs out of memory. A limit turns that attack into a clear error.
@@ -302,6 +306,99 @@ pub fn read_frame<R: Read + ?Sized>(reader: &mut R, max: usize) -> io::Result<Op
     Ok(Some(payload))
 }
 
+/// The error inside an [`io::Error`] when [`copy_exact`] runs out of input early.
+///
+/// Its `Display` text says how far it got: `the source ended after 3 of 10 bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShortSource {
+    /// How many bytes were promised.
+    pub expected: u64,
+    /// How many bytes the source actually had.
+    pub got: u64,
+}
+
+impl fmt::Display for ShortSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the source ended after {} of {} bytes",
+            self.got, self.expected
+        )
+    }
+}
+
+impl Error for ShortSource {}
+
+/// True if `err` came from [`copy_exact`] finding its source shorter than promised.
+///
+/// Lets a caller reword that one case ("the file shrank while it was being
+/// sent") while passing every other error, such as a failed send, through.
+pub fn is_short_source(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|inner| inner.is::<ShortSource>())
+}
+
+/// Reads exactly `len` bytes from `reader` through `buf`, handing each chunk to `each`.
+///
+/// This is how the file examples move a file of any size in constant memory:
+/// one fixed buffer, refilled until `len` bytes have gone through. Bytes past
+/// `len` are left unread. A source that ends early is an
+/// [`io::ErrorKind::UnexpectedEof`] error (see [`is_short_source`]): the
+/// caller has usually promised its peer `len` bytes already (a size in a
+/// header), and a short body would break that promise silently. An error
+/// returned by `each` stops the copy and is returned unchanged. An empty
+/// `buf` is refused with [`io::ErrorKind::InvalidInput`] unless `len` is 0.
+///
+/// ```
+/// use netlessons::framing::{copy_exact, is_short_source};
+/// let mut buf = [0u8; 4];
+/// let mut out = Vec::new();
+/// let mut input = std::io::Cursor::new(b"0123456789".to_vec());
+/// copy_exact(&mut input, 6, &mut buf, |chunk| {
+///     out.extend_from_slice(chunk);
+///     Ok(())
+/// })?;
+/// assert_eq!(out, b"012345"); // two chunks: 4 bytes, then 2
+///
+/// let mut short = std::io::Cursor::new(b"abc".to_vec());
+/// let err = copy_exact(&mut short, 10, &mut buf, |_| Ok(())).unwrap_err();
+/// assert!(is_short_source(&err));
+/// assert_eq!(err.to_string(), "the source ended after 3 of 10 bytes");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn copy_exact<R: Read + ?Sized>(
+    reader: &mut R,
+    len: u64,
+    buf: &mut [u8],
+    mut each: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    if buf.is_empty() && len > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "copy_exact needs a buffer of at least one byte",
+        ));
+    }
+    let mut left = len;
+    while left > 0 {
+        // Never ask for more than is left, so the bytes after `len` stay unread.
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match reader.read(&mut buf[..want]) {
+            Ok(0) => {
+                let got = len - left;
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    ShortSource { expected: len, got },
+                ));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        each(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,5 +536,69 @@ mod tests {
             read_frame(&mut r, 1024).unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
+    }
+
+    /// copy_exact hands over exactly `len` bytes, chunk by chunk, and leaves the rest unread.
+    #[test]
+    fn copy_exact_stops_at_len() {
+        let mut input = OneByte(b"hello world");
+        let mut buf = [0u8; 4];
+        let mut out = Vec::new();
+        let mut chunks = 0;
+        copy_exact(&mut input, 5, &mut buf, |chunk| {
+            out.extend_from_slice(chunk);
+            chunks += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, b"hello");
+        assert_eq!(chunks, 5); // one byte per read from OneByte
+        assert_eq!(input.0, b" world");
+
+        let mut input = Cursor::new(b"0123456789".to_vec());
+        let mut sizes = Vec::new();
+        copy_exact(&mut input, 9, &mut buf, |chunk| {
+            sizes.push(chunk.len());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(sizes, [4, 4, 1]);
+        assert_eq!(input.position(), 9);
+    }
+
+    /// A source shorter than promised is an UnexpectedEof that says how far it got.
+    #[test]
+    fn copy_exact_short_source() {
+        let mut buf = [0u8; 4];
+        let mut seen = 0;
+        let err = copy_exact(&mut Cursor::new(b"abcdef".to_vec()), 8, &mut buf, |chunk| {
+            seen += chunk.len();
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(seen, 6);
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(is_short_source(&err));
+        assert_eq!(err.to_string(), "the source ended after 6 of 8 bytes");
+        // Nothing to copy needs nothing from the source, not even a buffer.
+        copy_exact(&mut Cursor::new(Vec::new()), 0, &mut [], |_| Ok(())).unwrap();
+        let err = copy_exact(&mut Cursor::new(b"x".to_vec()), 1, &mut [], |_| Ok(())).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// An error from the callback stops the copy and comes back unchanged.
+    #[test]
+    fn copy_exact_passes_callback_errors() {
+        let mut buf = [0u8; 2];
+        let mut calls = 0;
+        let err = copy_exact(&mut Cursor::new(b"abcdef".to_vec()), 6, &mut buf, |_| {
+            calls += 1;
+            Err(io::Error::new(io::ErrorKind::BrokenPipe, "peer gone"))
+        })
+        .unwrap_err();
+        assert_eq!(calls, 1);
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        assert!(!is_short_source(&err));
+        assert_eq!(err.to_string(), "peer gone");
     }
 }
