@@ -26,8 +26,7 @@
 
 mod common;
 
-use common::{Rng, Server, reference_only, say, temp_dir};
-use netlessons::auth;
+use common::{Rng, Server, file_login_lines, reference_only, say, temp_dir};
 use netlessons::sha256::{sha256, to_hex};
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -947,16 +946,10 @@ fn file_login(s: &mut Session<'_>) -> Result<(), String> {
     let Some(sn) = challenge.strip_prefix("AUTH HMAC-SHA256 ") else {
         return Err(format!("expected the AUTH challenge, got {challenge:?}"));
     };
-    let sn = sn.to_string();
-    let cn = auth::new_nonce().map_err(|e| e.to_string())?;
-    let proof = auth::client_proof(FILE_SECRET, &sn, &cn, "learner");
-    s.send(format!("AUTH learner {cn} {proof}\n").as_bytes());
+    let login = file_login_lines(sn, "learner", FILE_SECRET).map_err(|e| e.to_string())?;
+    s.send(format!("{}\n", login.line).as_bytes());
     let ok = s.line("OK <server proof> after a correct login")?;
-    let want = format!(
-        "OK {}",
-        auth::server_proof(FILE_SECRET, &sn, &cn, "learner")
-    );
-    if ok != want {
+    if ok != login.ok {
         return Err(format!("a correct login got {ok:?}"));
     }
     Ok(())
@@ -1003,16 +996,9 @@ impl FileClient {
             .strip_prefix("AUTH HMAC-SHA256 ")
             .unwrap_or_else(|| panic!("expected the AUTH challenge, got {challenge:?}"))
             .to_string();
-        let cn = auth::new_nonce().unwrap();
-        let proof = auth::client_proof(FILE_SECRET, &sn, &cn, "learner");
-        let ok = client.ask(format!("AUTH learner {cn} {proof}").as_bytes());
-        assert_eq!(
-            ok,
-            format!(
-                "OK {}",
-                auth::server_proof(FILE_SECRET, &sn, &cn, "learner")
-            )
-        );
+        let login = file_login_lines(&sn, "learner", FILE_SECRET).unwrap();
+        let ok = client.ask(login.line.as_bytes());
+        assert_eq!(ok, login.ok);
         client
     }
 

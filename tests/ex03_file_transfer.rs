@@ -10,7 +10,7 @@
 mod common;
 
 use assert_cmd::Command as AssertCommand;
-use common::{Rng, Server, have, override_command, reference_only, temp_dir};
+use common::{Rng, Server, file_login_lines, have, override_command, reference_only, temp_dir};
 use netlessons::auth;
 use netlessons::sha256::{sha256, to_hex};
 use predicates::prelude::*;
@@ -120,17 +120,10 @@ impl Raw {
     fn login(addr: SocketAddr, user: &str, secret: &str) -> Raw {
         let mut raw = Raw::connect(addr);
         let sn = raw.challenge();
-        let cn = auth::new_nonce().unwrap();
-        raw.send(format!(
-            "AUTH {user} {cn} {}",
-            auth::client_proof(secret, &sn, &cn, user)
-        ));
+        let login = file_login_lines(&sn, user, secret).unwrap();
+        raw.send(&login.line);
         let ok = raw.line();
-        assert_eq!(
-            ok,
-            format!("OK {}", auth::server_proof(secret, &sn, &cn, user)),
-            "login as {user}"
-        );
+        assert_eq!(ok, login.ok, "login as {user}");
         raw
     }
 
@@ -496,11 +489,7 @@ fn wrong_secret_and_unknown_user_get_the_same_denied() {
     for (user, secret) in attempts {
         let mut raw = Raw::connect(server.addr());
         let sn = raw.challenge();
-        let cn = auth::new_nonce().unwrap();
-        raw.send(format!(
-            "AUTH {user} {cn} {}",
-            auth::client_proof(secret, &sn, &cn, user)
-        ));
+        raw.send(file_login_lines(&sn, user, secret).unwrap().line);
         assert_eq!(raw.rest(), b"DENIED\n", "{user} with a wrong secret");
     }
     let mut raw = Raw::connect(server.addr());
@@ -539,11 +528,7 @@ fn replayed_response_is_denied() {
     let server = setup.start(&[]);
     let mut first = Raw::connect(server.addr());
     let sn = first.challenge();
-    let cn = auth::new_nonce().unwrap();
-    let captured = format!(
-        "AUTH learner {cn} {}",
-        auth::client_proof(SECRET, &sn, &cn, "learner")
-    );
+    let captured = file_login_lines(&sn, "learner", SECRET).unwrap().line;
     first.send(&captured);
     assert!(first.line().starts_with("OK "));
     let mut second = Raw::connect(server.addr());
