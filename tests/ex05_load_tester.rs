@@ -182,22 +182,27 @@ fn chat_mode_delivers_every_message_to_every_receiver() {
     assert!(number(&fields, "p50_ms") <= number(&fields, "max_ms"));
 }
 
+/// Starts the file server on a fresh folder of its own (under the temp dir
+/// `name`), with one user `bench` whose secret is `secret`, plus `extra`.
+fn start_file_server(name: &str, secret: &str, extra: &[&str]) -> Server {
+    let dir = temp_dir(name);
+    let users = dir.join("users");
+    std::fs::write(&users, format!("bench:{secret}\n")).unwrap();
+    let root = dir.join("root");
+    let mut args = vec![
+        "--root",
+        root.to_str().unwrap(),
+        "--users",
+        users.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Server::start("03_file_server", &args)
+}
+
 /// File mode: a PUT then a verified GET of the same bytes through the handshake, zero errors.
 #[test]
 fn file_mode_puts_and_gets_through_the_handshake() {
-    let dir = temp_dir("ex05-file");
-    let users = dir.join("users");
-    std::fs::write(&users, "bench:load-test-secret\n").unwrap();
-    let root = dir.join("root");
-    let server = Server::start(
-        "03_file_server",
-        &[
-            "--root",
-            root.to_str().unwrap(),
-            "--users",
-            users.to_str().unwrap(),
-        ],
-    );
+    let server = start_file_server("ex05-file", "load-test-secret", &[]);
     let addr = server.addr().to_string();
     let secret = [("NETLESSONS_SECRET", "load-test-secret")];
     let put = run(
@@ -233,21 +238,7 @@ fn file_mode_puts_and_gets_through_the_handshake() {
 /// A wrong secret is counted as an error and the exit status says so.
 #[test]
 fn file_mode_counts_a_refused_login_as_an_error() {
-    let dir = temp_dir("ex05-denied");
-    let users = dir.join("users");
-    std::fs::write(&users, "bench:right\n").unwrap();
-    let root = dir.join("root");
-    let server = Server::start(
-        "03_file_server",
-        &[
-            "--root",
-            root.to_str().unwrap(),
-            "--users",
-            users.to_str().unwrap(),
-            "--deny-delay-ms",
-            "1",
-        ],
-    );
+    let server = start_file_server("ex05-denied", "right", &["--deny-delay-ms", "1"]);
     let addr = server.addr().to_string();
     let output = run(
         &["file", "--addr", &addr, "--user", "bench", "--get", "x"],
