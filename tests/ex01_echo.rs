@@ -309,20 +309,7 @@ fn help_and_bad_flags() {
         if !reference_only(example, "help_and_bad_flags") {
             continue;
         }
-        AssertCommand::from_std(common::command(example))
-            .arg("--help")
-            .timeout(Duration::from_secs(30))
-            .assert()
-            .success()
-            .stdout(predicate::str::contains("Usage:").and(predicate::str::contains("--addr")));
-        AssertCommand::from_std(common::command(example))
-            .arg("--no-such-flag")
-            .timeout(Duration::from_secs(30))
-            .assert()
-            .code(2)
-            .stderr(predicate::str::starts_with(
-                "error: unknown option '--no-such-flag'",
-            ));
+        common::check_help_and_unknown_flag(example, "--addr", Duration::from_secs(30));
     }
 }
 

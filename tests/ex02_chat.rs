@@ -944,22 +944,7 @@ fn help_and_bad_flags() {
         return;
     }
     for example in [SERVER, CLIENT] {
-        AssertCommand::from_std(common::command(example))
-            .arg("--help")
-            .timeout(Duration::from_secs(30))
-            .assert()
-            .success()
-            .stdout(
-                predicate::str::contains("Usage:").and(predicate::str::contains("127.0.0.1:7002")),
-            );
-        AssertCommand::from_std(common::command(example))
-            .arg("--no-such-flag")
-            .timeout(Duration::from_secs(30))
-            .assert()
-            .code(2)
-            .stderr(predicate::str::starts_with(
-                "error: unknown option '--no-such-flag'",
-            ));
+        common::check_help_and_unknown_flag(example, "127.0.0.1:7002", Duration::from_secs(30));
     }
 }
 

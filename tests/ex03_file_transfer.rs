@@ -1030,20 +1030,7 @@ fn help_and_bad_flags() {
         return;
     }
     for example in [SERVER, CLIENT] {
-        AssertCommand::from_std(common::command(example))
-            .arg("--help")
-            .timeout(CLIENT_TIMEOUT)
-            .assert()
-            .success()
-            .stdout(predicate::str::contains("Usage:").and(predicate::str::contains("--addr")));
-        AssertCommand::from_std(common::command(example))
-            .arg("--no-such-flag")
-            .timeout(CLIENT_TIMEOUT)
-            .assert()
-            .code(2)
-            .stderr(predicate::str::starts_with(
-                "error: unknown option '--no-such-flag'",
-            ));
+        common::check_help_and_unknown_flag(example, "--addr", CLIENT_TIMEOUT);
     }
     let setup = Setup::new("bad-users");
     fs::write(&setup.users, "learner:ok\nthis line has no colon\n").unwrap();

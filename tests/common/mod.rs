@@ -336,6 +336,30 @@ pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     out
 }
 
+/// Checks the command-line basics every example shares: `--help` prints a
+/// usage containing `usage_shows` and exits 0; an unknown flag is a usage
+/// error, `error: unknown option '--no-such-flag'` on stderr and exit status 2.
+/// Each run may take up to `timeout`. A failure is reported at the caller's line.
+#[track_caller]
+pub fn check_help_and_unknown_flag(example: &str, usage_shows: &str, timeout: Duration) {
+    use assert_cmd::Command as AssertCommand;
+    use predicates::prelude::*;
+    AssertCommand::from_std(command(example))
+        .arg("--help")
+        .timeout(timeout)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Usage:").and(predicate::str::contains(usage_shows)));
+    AssertCommand::from_std(command(example))
+        .arg("--no-such-flag")
+        .timeout(timeout)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::starts_with(
+            "error: unknown option '--no-such-flag'",
+        ));
+}
+
 /// The client's half of the file server's login, as the lines on the wire.
 ///
 /// Built by [`file_login_lines`] from the server's nonce; tests that speak the
