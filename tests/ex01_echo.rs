@@ -196,7 +196,7 @@ fn peer_outside_allowlist_gets_nothing() {
     let mut got = Vec::new();
     let _ = stream.read_to_end(&mut got); // EOF, or a reset for the bytes we sent
     assert!(got.is_empty(), "an outsider got {got:?}");
-    assert!(server.wait_for_stderr("refused: not in the allowlist", Duration::from_secs(10)));
+    server.expect_stderr("refused: not in the allowlist", Duration::from_secs(10));
 }
 
 /// The same server admits the peer once its network is in the list.
@@ -247,7 +247,7 @@ fn max_conns_refuses_the_extra_client() {
         read_to_end(&mut third).is_empty(),
         "echo's refusal is silence"
     );
-    assert!(server.wait_for_stderr("refused: server full", Duration::from_secs(10)));
+    server.expect_stderr("refused: server full", Duration::from_secs(10));
     drop(first);
     // The freed slot is noticed when the server's thread ends: retry a few
     // times (bounded) until a new client is served.
@@ -298,7 +298,7 @@ fn idle_timeout_drops_a_silent_client() {
         waited < Duration::from_secs(15),
         "dropped too late: {waited:?}"
     );
-    assert!(server.wait_for_stderr("idle", Duration::from_secs(10)));
+    server.expect_stderr("idle", Duration::from_secs(10));
 }
 
 /// --help prints usage and exits 0; an unknown flag prints one error line
@@ -337,16 +337,8 @@ fn trace_shows_both_directions() {
     let server = Server::start(SERVER, &["--trace"]);
     let echoed = echo_round_trip(connect(server.addr()), b"traced\n".to_vec());
     assert_eq!(echoed, b"traced\n");
-    assert!(
-        server.wait_for_stderr("<- \"traced\\n\"", Duration::from_secs(10)),
-        "{}",
-        server.stderr()
-    );
-    assert!(
-        server.wait_for_stderr("-> \"traced\\n\"", Duration::from_secs(10)),
-        "{}",
-        server.stderr()
-    );
+    server.expect_stderr("<- \"traced\\n\"", Duration::from_secs(10));
+    server.expect_stderr("-> \"traced\\n\"", Duration::from_secs(10));
     assert_eq!(
         server.stdout().lines().count(),
         1,

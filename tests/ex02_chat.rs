@@ -840,7 +840,7 @@ fn max_conns_refuses_with_server_full() {
     let mut third = Chatter::raw(server.addr());
     third.expect("! server full");
     third.expect_closed();
-    assert!(server.wait_for_stderr("refused: server full", Duration::from_secs(10)));
+    server.expect_stderr("refused: server full", Duration::from_secs(10));
     c[0].send("/quit");
     c[0].expect("* bye");
     drop(c.remove(0));
@@ -874,7 +874,7 @@ fn peer_outside_allowlist_gets_nothing() {
     let mut got = Vec::new();
     let _ = stream.read_to_end(&mut got);
     assert!(got.is_empty(), "an outsider got {got:?}");
-    assert!(server.wait_for_stderr("refused: not in the allowlist", Duration::from_secs(10)));
+    server.expect_stderr("refused: not in the allowlist", Duration::from_secs(10));
     let allowed = Server::start(SERVER, &["--allow", "127.0.0.0/8"]);
     Chatter::join(allowed.addr(), "guest1").expect_who("guest1");
 }
@@ -920,16 +920,8 @@ fn trace_shows_both_directions() {
     }
     let server = Server::start(SERVER, &["--trace"]);
     Chatter::join(server.addr(), "guest1").expect_who("guest1");
-    assert!(
-        server.wait_for_stderr("<- /who", Duration::from_secs(10)),
-        "{}",
-        server.stderr()
-    );
-    assert!(
-        server.wait_for_stderr("-> * online: guest1", Duration::from_secs(10)),
-        "{}",
-        server.stderr()
-    );
+    server.expect_stderr("<- /who", Duration::from_secs(10));
+    server.expect_stderr("-> * online: guest1", Duration::from_secs(10));
     assert_eq!(
         server.stdout().lines().count(),
         1,

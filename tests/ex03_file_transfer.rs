@@ -888,11 +888,7 @@ fn no_flags_start_prints_a_command_that_works() {
     let mut cmd = common::command(SERVER);
     cmd.current_dir(&dir).args(["--addr", "127.0.0.1:0"]);
     let server = Server::start_command(SERVER, cmd, 1);
-    assert!(
-        server.wait_for_stderr("--user learner list", Duration::from_secs(10)),
-        "{}",
-        server.stderr()
-    );
+    server.expect_stderr("--user learner list", Duration::from_secs(10));
     assert!(
         dir.join("files").is_dir(),
         "the default root ./files was not created"
@@ -964,11 +960,7 @@ fn stale_temporaries_are_removed_at_start() {
     let server = setup.start(&[]);
     // Cleaned before the server listens: no client can ever see a leftover.
     assert_eq!(setup.root_entries(), ["kept.txt"]);
-    assert!(
-        server.wait_for_stderr("removed 1 unfinished upload", Duration::from_secs(10)),
-        "{}",
-        server.stderr()
-    );
+    server.expect_stderr("removed 1 unfinished upload", Duration::from_secs(10));
 }
 
 /// With `--max-conns 1`, a second client gets `ERR server full` and is closed.
@@ -998,20 +990,12 @@ fn trace_shows_the_protocol() {
     let setup = Setup::new("trace");
     let server = setup.start(&["--trace"]);
     Raw::login(server.addr(), "learner", SECRET).put_ok("notes.txt", b"hello world\n");
-    let wait = |needle: &str| {
-        assert!(
-            server.wait_for_stderr(needle, Duration::from_secs(10)),
-            "no {needle:?} in:\n{}",
-            server.stderr()
-        )
-    };
-    wait(&format!(
-        "<- PUT notes.txt 12 {}",
-        hex_digest(b"hello world\n")
-    ));
-    wait("-> READY");
-    wait("<- [12 bytes]");
-    wait("-> AUTH HMAC-SHA256 ");
+    let wait = Duration::from_secs(10);
+    let put = format!("<- PUT notes.txt 12 {}", hex_digest(b"hello world\n"));
+    server.expect_stderr(&put, wait);
+    server.expect_stderr("-> READY", wait);
+    server.expect_stderr("<- [12 bytes]", wait);
+    server.expect_stderr("-> AUTH HMAC-SHA256 ", wait);
     assert!(
         !server.stderr().contains(SECRET),
         "the secret must never be shown"

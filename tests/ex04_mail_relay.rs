@@ -1186,12 +1186,8 @@ fn permanent_refusal_by_next_hop_is_not_retried() {
         &["nobody@remote.test"],
         "Subject: lost\r\n\r\nx\r\n",
     );
-    assert!(
-        hop1.server
-            .wait_for_stderr("failed for good", DELIVERY_TIMEOUT),
-        "{}",
-        hop1.server.stderr()
-    );
+    hop1.server
+        .expect_stderr("failed for good", DELIVERY_TIMEOUT);
     let failed = hop1.spool.join(".queue").join("failed");
     assert_eq!(
         fs::read_dir(&failed).unwrap().count(),
@@ -1266,7 +1262,7 @@ fn demo_mailboxes_work_as_printed() {
     let spool = temp_dir("demo_mailboxes").join("spool");
     let server = start(&["--spool", spool.to_str().unwrap()]);
     // The line after the passwords: by then the whole list has arrived.
-    assert!(server.wait_for_stderr("send bob a message", Duration::from_secs(10)));
+    server.expect_stderr("send bob a message", Duration::from_secs(10));
     let stderr = server.stderr();
     let command = stderr
         .lines()
@@ -1420,21 +1416,13 @@ fn trace_shows_smtp_and_pop3() {
     );
     let mut wire = Wire::pop3(r.pop3(), "bob", "bob-pw");
     assert!(wire.cmd_line("QUIT").starts_with("+OK"));
-    assert!(
-        r.server
-            .wait_for_stderr("<- RCPT TO:<bob@example.test>", Duration::from_secs(10)),
-        "{}",
-        r.server.stderr()
-    );
-    assert!(r.server.wait_for_stderr("-> 354 ", Duration::from_secs(10)));
-    assert!(
-        r.server
-            .wait_for_stderr("<- Subject: traced", Duration::from_secs(10))
-    );
-    assert!(
-        r.server
-            .wait_for_stderr("<- USER bob", Duration::from_secs(10))
-    );
+    r.server
+        .expect_stderr("<- RCPT TO:<bob@example.test>", Duration::from_secs(10));
+    r.server.expect_stderr("-> 354 ", Duration::from_secs(10));
+    r.server
+        .expect_stderr("<- Subject: traced", Duration::from_secs(10));
+    r.server
+        .expect_stderr("<- USER bob", Duration::from_secs(10));
     assert_eq!(
         r.server.stdout().lines().count(),
         2,

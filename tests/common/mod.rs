@@ -264,6 +264,18 @@ impl Server {
         wait_for(&self.stderr, needle, timeout)
     }
 
+    /// Waits until stderr contains `needle`; after `timeout`, fails the test
+    /// (at the caller's line) showing everything the server wrote on stderr.
+    #[track_caller]
+    pub fn expect_stderr(&self, needle: &str, timeout: Duration) {
+        assert!(
+            self.wait_for_stderr(needle, timeout),
+            "no {needle:?} on {}'s stderr within {timeout:?}; it holds:\n{}",
+            self.name,
+            self.stderr()
+        );
+    }
+
     /// Is the process still running?
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
