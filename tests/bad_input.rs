@@ -26,7 +26,7 @@
 
 mod common;
 
-use common::{Rng, Server, file_login_lines, reference_only, say, temp_dir};
+use common::{Rng, Server, dir_entries, file_login_lines, reference_only, say, temp_dir};
 use netlessons::sha256::{sha256, to_hex};
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -1021,16 +1021,6 @@ impl FileClient {
     }
 }
 
-/// The names in a folder, sorted (hidden ones included).
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// A served folder and a users file for one test.
 fn file_setup(test: &str) -> (PathBuf, PathBuf) {
     let dir = temp_dir(&format!("bad-input-files-{test}"));
@@ -1081,7 +1071,7 @@ fn file_server_survives_garbage() {
     still_up(&ctx, &mut server);
     threads_settle(&ctx, &server, before);
     assert_eq!(
-        entries(&root),
+        dir_entries(&root),
         Vec::<String>::new(),
         "the garbage left files in the root\n{}",
         ctx.about()
@@ -1105,7 +1095,7 @@ fn file_server_survives_garbage() {
     assert_eq!(client.line(), format!("{} {digest} kept.bin", data.len()));
     assert_eq!(client.ask(b"QUIT"), "BYE");
     drop(client);
-    assert_eq!(entries(&root), ["kept.bin"], "{}", ctx.about());
+    assert_eq!(dir_entries(&root), ["kept.bin"], "{}", ctx.about());
     threads_settle(&ctx, &server, before);
 }
 
@@ -1855,7 +1845,7 @@ fn slow_loris_is_dropped_file_server() {
     let mut client = FileClient::login(addr);
     assert_eq!(client.ask(b"LIST"), "OK 0");
     drop(client);
-    assert_eq!(entries(&root), Vec::<String>::new());
+    assert_eq!(dir_entries(&root), Vec::<String>::new());
     threads_settle(&ctx, &server, before);
 }
 

@@ -10,7 +10,9 @@
 mod common;
 
 use assert_cmd::Command as AssertCommand;
-use common::{Rng, Server, file_login_lines, have, override_command, reference_only, temp_dir};
+use common::{
+    Rng, Server, dir_entries, file_login_lines, have, override_command, reference_only, temp_dir,
+};
 use netlessons::auth;
 use netlessons::sha256::{sha256, to_hex};
 use predicates::prelude::*;
@@ -68,18 +70,8 @@ impl Setup {
 
     /// The names in the root, sorted (temporaries included).
     fn root_entries(&self) -> Vec<String> {
-        entries(&self.root)
+        dir_entries(&self.root)
     }
-}
-
-/// The names in `dir`, sorted.
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.
@@ -349,7 +341,7 @@ fn bad_names_are_refused_and_nothing_outside_the_root_changes() {
     let setup = Setup::new("bad-names");
     fs::write(setup.dir.join("x"), b"outside").unwrap();
     let server = setup.start(&[]);
-    let before = entries(&setup.dir);
+    let before = dir_entries(&setup.dir);
     let mut raw = Raw::login(server.addr(), "learner", SECRET);
     let long = "a".repeat(256);
     let bad: Vec<&[u8]> = vec![
@@ -392,7 +384,7 @@ fn bad_names_are_refused_and_nothing_outside_the_root_changes() {
     // The connection is still in step: no body was expected after a refusal.
     assert!(raw.list().is_empty());
     assert_eq!(
-        entries(&setup.dir),
+        dir_entries(&setup.dir),
         before,
         "something changed outside the root"
     );
@@ -821,7 +813,7 @@ fn client_example_refuses_a_damaged_download() {
         );
     }
     assert_eq!(
-        entries(&setup.dir),
+        dir_entries(&setup.dir),
         ["existing.txt", "root", "users.txt"],
         "something was left behind"
     );

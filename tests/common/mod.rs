@@ -348,6 +348,17 @@ pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     out
 }
 
+/// The names in the folder `dir`, hidden ones included, sorted (byte order),
+/// so a test can compare a folder with a literal list.
+pub fn dir_entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("could not list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Checks the command-line basics every example shares: `--help` prints a
 /// usage containing `usage_shows` and exits 0; an unknown flag is a usage
 /// error, `error: unknown option '--no-such-flag'` on stderr and exit status 2.
