@@ -1161,6 +1161,11 @@ fn file_reply(conn: &mut Connection) -> io::Result<String> {
 /// about as long as the hashing alone. A bounded channel connects them, so
 /// a reader faster than the hasher waits instead of piling up memory
 /// (backpressure), and the buffers travel back to be reused.
+///
+/// The body is read with `read_some` straight into those 256 KiB buffers,
+/// rather than with `read_body`, which hands out the connection's 8 KiB
+/// buffer piece by piece: one copy instead of two, and a 32nd of the system
+/// calls, which leaves more of the second core to the server.
 fn file_get(setup: Setup, user: &str, secret: &str, name: &str, verify: bool) -> io::Result<u64> {
     let mut conn = file_login(setup, user, secret)?;
     conn.send_line(format!("GET {name}"))?;
@@ -1181,38 +1186,44 @@ fn file_get(setup: Setup, user: &str, secret: &str, name: &str, verify: bool) ->
     let expected = expected.to_string();
 
     const BATCH: usize = 256 * 1024;
-    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(4);
+    // Full buffers go to the hasher with how many bytes they hold; empty
+    // ones come back.
+    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(4);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     let hasher = verify.then(|| {
         thread::spawn(move || {
             let mut hash = Sha256::new();
-            for batch in full_rx {
-                hash.update(&batch);
+            for (batch, len) in full_rx {
+                hash.update(&batch[..len]);
                 let _ = empty_tx.send(batch); // back for reuse
             }
             to_hex(&hash.finish())
         })
     });
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut send_error = false;
-    conn.read_body(size, &mut io::sink(), |chunk| {
-        if !verify || send_error {
-            return;
+    let mut left = size;
+    while left > 0 {
+        let mut batch = empty_rx.try_recv().unwrap_or_else(|_| vec![0u8; BATCH]);
+        let want = usize::try_from(left).map_or(BATCH, |left| left.min(BATCH));
+        let mut len = 0;
+        while len < want {
+            let n = conn.read_some(&mut batch[len..want])?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the server closed after {} of {size} bytes",
+                        size - left + len as u64
+                    ),
+                ));
+            }
+            len += n;
         }
-        batch.extend_from_slice(chunk);
-        if batch.len() >= BATCH {
-            let next = empty_rx
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-            let full = std::mem::replace(&mut batch, next);
-            send_error = full_tx.send(full).is_err();
-            batch.clear();
+        left -= len as u64;
+        if verify && full_tx.send((batch, len)).is_err() {
+            break; // the hasher is gone; its join below says why
         }
-    })?;
+    }
     if let Some(hasher) = hasher {
-        if !batch.is_empty() {
-            let _ = full_tx.send(batch);
-        }
         drop(full_tx); // ends the hasher's loop
         let got = hasher
             .join()
