@@ -680,6 +680,20 @@ fn chat_session(addr: SocketAddr, rng: &mut Rng, log: &mut Vec<String>) -> Resul
     s.end(end).map(drop)
 }
 
+/// One `\n`-terminated UTF-8 line from a check client, without its `\n`;
+/// panics (showing what came) on anything else, the server closing included.
+fn read_lf_line(reader: &mut impl BufRead) -> String {
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).unwrap();
+    assert!(
+        line.ends_with(b"\n"),
+        "expected a line, got {}",
+        show(&line)
+    );
+    line.pop();
+    String::from_utf8(line).expect("a UTF-8 line")
+}
+
 /// A chat client for the checks after the garbage.
 struct Chatter {
     reader: BufReader<TcpStream>,
@@ -709,15 +723,7 @@ impl Chatter {
     }
 
     fn line(&mut self) -> String {
-        let mut line = Vec::new();
-        self.reader.read_until(b'\n', &mut line).unwrap();
-        assert!(
-            line.ends_with(b"\n"),
-            "expected a line, got {}",
-            show(&line)
-        );
-        line.pop();
-        String::from_utf8(line).expect("a UTF-8 line")
+        read_lf_line(&mut self.reader)
     }
 
     /// Reads one notice about another client, `* NAME<ending>`.
@@ -1003,15 +1009,7 @@ impl FileClient {
     }
 
     fn line(&mut self) -> String {
-        let mut line = Vec::new();
-        self.reader.read_until(b'\n', &mut line).unwrap();
-        assert!(
-            line.ends_with(b"\n"),
-            "expected a line, got {}",
-            show(&line)
-        );
-        line.pop();
-        String::from_utf8(line).expect("a UTF-8 line")
+        read_lf_line(&mut self.reader)
     }
 
     fn ask(&mut self, line: &[u8]) -> String {
