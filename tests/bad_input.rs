@@ -1434,25 +1434,12 @@ impl MailWire {
     }
 
     fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        assert!(line.ends_with("\r\n"), "expected a CRLF line, got {line:?}");
-        line.truncate(line.len() - 2);
-        line
+        common::read_crlf_line(&mut self.reader)
     }
 
     /// A whole SMTP reply (continuation lines joined with `\n`).
     fn reply(&mut self) -> String {
-        let mut all = self.line();
-        while all
-            .lines()
-            .last()
-            .is_some_and(|l| l.as_bytes().get(3) == Some(&b'-'))
-        {
-            all.push('\n');
-            all.push_str(&self.line());
-        }
-        all
+        common::read_smtp_reply(&mut self.reader)
     }
 
     fn send(&mut self, line: &str) {

@@ -13,7 +13,7 @@ use assert_cmd::Command as AssertCommand;
 use common::{Server, connect, have, override_command, reference_only, temp_dir};
 use predicates::prelude::*;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -135,24 +135,12 @@ impl Wire {
 
     /// One line, without its `\r\n` (which must be there).
     fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        assert!(line.ends_with("\r\n"), "line without CRLF: {line:?}");
-        line.truncate(line.len() - 2);
-        line
+        common::read_crlf_line(&mut self.reader)
     }
 
     /// A whole SMTP reply, continuation lines joined by `\n`.
     fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let line = self.line();
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-            all.push('\n');
-        }
+        common::read_smtp_reply(&mut self.reader)
     }
 
     /// Sends an SMTP command, returns the reply.
