@@ -371,14 +371,26 @@ fn run_echo(args: &Matches, setup: Setup) -> Report {
     // threads would run alone against an idle server and the last ones would
     // finish alone, and neither is the load we claim to measure.
     let barrier = Arc::new(Barrier::new(conns + 1));
-    let worker_barrier = Arc::clone(&barrier);
+    // One start time for everyone: whichever thread gets past the barrier
+    // first reads the clock, and all the others use that reading. (Each
+    // reading its own could differ by a scheduling delay, and a run "for
+    // 1 s" could then measure 0.99 s.)
+    let clock = Arc::new(OnceLock::new());
+    let (worker_barrier, worker_clock) = (Arc::clone(&barrier), Arc::clone(&clock));
     let handle = thread::spawn(move || {
         run_workers(conns, move |_| {
-            echo_worker(setup, &payload, plan, warmup, &worker_barrier)
+            echo_worker(
+                setup,
+                &payload,
+                plan,
+                warmup,
+                &worker_barrier,
+                &worker_clock,
+            )
         })
     });
     barrier.wait();
-    let start = Instant::now();
+    let start = *clock.get_or_init(Instant::now);
     let mut tally = handle.join().unwrap_or_else(|_| {
         let mut t = Tally::default();
         t.fail("the worker pool panicked");
@@ -420,6 +432,7 @@ fn echo_worker(
     plan: Plan,
     warmup: usize,
     barrier: &Barrier,
+    clock: &OnceLock<Instant>,
 ) -> Tally {
     // For a timed run we cannot know the count; 100,000 entries (1.6 MB)
     // cover a few seconds, and past that the buffer grows, rarely.
@@ -437,6 +450,7 @@ fn echo_worker(
     // Every worker must reach the barrier, even one that failed to
     // connect: the others (and the clock) are waiting for all of them.
     barrier.wait();
+    let start = *clock.get_or_init(Instant::now);
     let mut stream = match ready {
         Ok(stream) => stream,
         Err(e) => {
@@ -444,7 +458,6 @@ fn echo_worker(
             return tally;
         }
     };
-    let start = Instant::now();
     loop {
         let done = match plan {
             Plan::Rounds(rounds) => tally.latencies.len() >= rounds,
