@@ -306,9 +306,6 @@ fn idle_timeout_drops_a_silent_client() {
 #[test]
 fn help_and_bad_flags() {
     for example in [SERVER, CLIENT] {
-        if !reference_only(example, "help_and_bad_flags") {
-            continue;
-        }
         common::check_help_and_unknown_flag(example, "--addr", Duration::from_secs(30));
     }
 }

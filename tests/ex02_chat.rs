@@ -932,9 +932,6 @@ fn trace_shows_both_directions() {
 /// --help prints usage and exits 0; an unknown flag is a usage error (exit 2).
 #[test]
 fn help_and_bad_flags() {
-    if !reference_only(SERVER, "help_and_bad_flags") {
-        return;
-    }
     for example in [SERVER, CLIENT] {
         common::check_help_and_unknown_flag(example, "127.0.0.1:7002", Duration::from_secs(30));
     }
