@@ -8,6 +8,7 @@
 #
 #   docs/bench.sh                      # everything, 5 repetitions
 #   REPS=3 docs/bench.sh echo c10k     # some workloads only
+#   PER_THREAD=8 docs/bench.sh echo    # the echo client drives 8 connections a thread
 #
 # Workloads: echo stream c10k hash file mail (default: all of them).
 # Needs: cargo, gcc, python3, sha256sum. `mail` also needs aiosmtpd
@@ -19,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REPS=${REPS:-5}
+PER_THREAD=${PER_THREAD:-1}
 WHAT=${*:-echo stream c10k hash file mail}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN="$TARGET/release/examples"
@@ -180,7 +182,7 @@ row() { ROWS+=("$*"); printf '%s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- echo
 if [[ " $WHAT " == *" echo "* ]]; then
-  say "== echo: 64-byte round trips, $REPS repetitions, order rotated"
+  say "== echo: 64-byte round trips, $REPS repetitions, order rotated, $PER_THREAD connection(s) per client thread"
   declare -A PORTS
   for who in c ours py; do start "$who"; PORTS[$who]=$PORT; done
   for conns in 32 256; do
@@ -189,7 +191,7 @@ if [[ " $WHAT " == *" echo "* ]]; then
     for rep in $(seq "$REPS"); do
       order=(c ours py); [ $((rep % 3)) = 1 ] && order=(ours py c); [ $((rep % 3)) = 2 ] && order=(py c ours)
       for who in "${order[@]}"; do
-        line=$("$BIN/05_load_tester" echo --addr "127.0.0.1:${PORTS[$who]}" --conns "$conns" --rounds "$rounds" --warmup 50)
+        line=$("$BIN/05_load_tester" echo --addr "127.0.0.1:${PORTS[$who]}" --conns "$conns" --rounds "$rounds" --warmup 50 --per-thread "$PER_THREAD")
         say "  $who: $line"
         echo "$who $(field req_per_s "$line") $(field p99_ms "$line") $(field errors "$line")" >>"$WORK/echo-$conns"
       done
@@ -197,8 +199,9 @@ if [[ " $WHAT " == *" echo "* ]]; then
     med() { awk -v w="$1" -v c="$2" '$1==w {print $c}' "$WORK/echo-$conns" | median; }
     c_rps=$(med c 2); o_rps=$(med ours 2); p_rps=$(med py 2)
     c_p99=$(med c 3); o_p99=$(med ours 3); p_p99=$(med py 3)
-    row "| echo $conns conns, req/s | $o_rps | C $c_rps, Python $p_rps | $(ratio "$o_rps" "$c_rps")x C, $(ratio "$o_rps" "$p_rps")x Python |"
-    row "| echo $conns conns, p99 ms | $o_p99 | C $c_p99, Python $p_p99 | $(ratio "$o_p99" "$c_p99")x C |"
+    label="echo $conns conns"; [ "$PER_THREAD" != 1 ] && label="$label ($PER_THREAD per client thread)"
+    row "| $label, req/s | $o_rps | C $c_rps, Python $p_rps | $(ratio "$o_rps" "$c_rps")x C, $(ratio "$o_rps" "$p_rps")x Python |"
+    row "| $label, p99 ms | $o_p99 | C $c_p99, Python $p_p99 | $(ratio "$o_p99" "$c_p99")x C |"
   done
   for pid in "${PIDS[@]}"; do stop "$pid"; done
 fi

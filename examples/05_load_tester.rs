@@ -67,6 +67,7 @@ const CLIENT_STACK: usize = 256 * 1024;
 const AFTER_HELP: &str = "\
 Defaults per mode:
   echo    --addr 127.0.0.1:7001 --conns 32 --rounds 1000 (or --duration SECS) --size 64 --warmup 100
+          --per-thread 1 (a thread per connection; 8 or 16 cost the client less)
   stream  --addr 127.0.0.1:7001 --size 1G (bytes through one connection)
   c10k    --addr 127.0.0.1:7001 --conns 10000 --threads 8 --hold 5 --size 64
   chat    --addr 127.0.0.1:7002 --conns 8 (receivers) --rounds 200 (messages) --size 64
@@ -126,6 +127,12 @@ fn main() -> ExitCode {
         "--warmup",
         "M",
         "unmeasured round trips per connection before the start (echo)",
+        None,
+    )
+    .opt(
+        "--per-thread",
+        "K",
+        "connections each client thread drives in lock-step (echo; default 1)",
         None,
     )
     .opt(
@@ -356,6 +363,7 @@ fn run_echo(args: &Matches, setup: Setup) -> Report {
     let rounds = positive(args, "--rounds", 1000);
     let size = size_arg(args, "--size", 64);
     let warmup = number(args, "--warmup", 100);
+    let per_thread = positive(args, "--per-thread", 1).min(conns);
     // With --duration, every connection runs until the time is up: the
     // count of round trips is then the result rather than the setting.
     let plan = match args.seconds("--duration") {
@@ -363,14 +371,16 @@ fn run_echo(args: &Matches, setup: Setup) -> Report {
         None => Plan::Rounds(rounds),
     };
     let payload = Arc::new(payload(size));
+    let threads = conns.div_ceil(per_thread);
 
-    // conns workers plus this thread meet at the barrier. Each worker first
-    // connects and warms up (first connections are slow: the server starts a
-    // thread, caches are cold, the CPU may still be at a low clock), and only
-    // then do all start measuring *together*. Without the barrier the first
-    // threads would run alone against an idle server and the last ones would
-    // finish alone, and neither is the load we claim to measure.
-    let barrier = Arc::new(Barrier::new(conns + 1));
+    // Every worker thread plus this one meet at the barrier. Each worker
+    // first connects and warms up (first connections are slow: the server
+    // starts a thread, caches are cold, the CPU may still be at a low
+    // clock), and only then do all start measuring *together*. Without the
+    // barrier the first threads would run alone against an idle server and
+    // the last ones would finish alone, and neither is the load we claim to
+    // measure.
+    let barrier = Arc::new(Barrier::new(threads + 1));
     // One start time for everyone: whichever thread gets past the barrier
     // first reads the clock, and all the others use that reading. (Each
     // reading its own could differ by a scheduling delay, and a run "for
@@ -378,10 +388,13 @@ fn run_echo(args: &Matches, setup: Setup) -> Report {
     let clock = Arc::new(OnceLock::new());
     let (worker_barrier, worker_clock) = (Arc::clone(&barrier), Arc::clone(&clock));
     let handle = thread::spawn(move || {
-        run_workers(conns, move |_| {
+        run_workers(threads, move |i| {
+            // Share the connections out: the last thread may have fewer.
+            let mine = per_thread.min(conns - i * per_thread);
             echo_worker(
                 setup,
                 &payload,
+                mine,
                 plan,
                 warmup,
                 &worker_barrier,
@@ -400,11 +413,16 @@ fn run_echo(args: &Matches, setup: Setup) -> Report {
 
     let requests = tally.latencies.len();
     let mut line = format!(
-        "echo conns={conns} {} size={size} requests={requests} errors={} secs={secs:.3} \
+        "echo conns={conns} {} size={size}{} requests={requests} errors={} secs={secs:.3} \
          req_per_s={:.0} mb_per_s={:.2}",
         match plan {
             Plan::Rounds(rounds) => format!("rounds={rounds}"),
             Plan::For(time) => format!("duration={}", time.as_secs()),
+        },
+        if per_thread > 1 {
+            format!(" per_thread={per_thread}")
+        } else {
+            String::new()
         },
         tally.errors,
         requests as f64 / secs,
@@ -424,35 +442,57 @@ enum Plan {
     For(Duration),
 }
 
-/// One echo connection: connect, warm up, wait for everyone, then the
-/// planned timed round trips.
+/// One echo worker thread with `count` connections: connect, warm up, wait
+/// for everyone, then the planned timed round trips.
+///
+/// With one connection (the default) this is the simplest client there is:
+/// send, wait for the reply, repeat. With several (`--per-thread`) the
+/// thread drives them in lock-step: it sends one request on each, then
+/// reads each reply in turn. Every connection still has exactly one request
+/// in flight, so the server sees the same load, but the client thread
+/// sleeps once per *batch* instead of once per request: by the time it has
+/// read the first reply, the others have usually arrived. That is how
+/// load generators such as `wrk` keep their own cost down (with an event
+/// loop rather than lock-step), and on a machine where client and server
+/// share the cores, a cheaper client leaves more of them to the server.
+/// Each latency runs from the moment its request was sent to the moment
+/// its whole reply was read, so waiting behind the batch is counted.
 fn echo_worker(
     setup: Setup,
     payload: &[u8],
+    count: usize,
     plan: Plan,
     warmup: usize,
     barrier: &Barrier,
     clock: &OnceLock<Instant>,
 ) -> Tally {
     // For a timed run we cannot know the count; 100,000 entries (1.6 MB)
-    // cover a few seconds, and past that the buffer grows, rarely.
-    let mut tally = Tally::with_capacity(match plan {
-        Plan::Rounds(rounds) => rounds,
-        Plan::For(_) => 100_000,
-    });
+    // per connection cover a few seconds, and past that the buffer grows,
+    // rarely.
+    let mut tally = Tally::with_capacity(
+        count
+            * match plan {
+                Plan::Rounds(rounds) => rounds,
+                Plan::For(_) => 100_000,
+            },
+    );
     let mut reply = vec![0u8; payload.len()];
-    let ready = connect(setup).and_then(|mut stream| {
-        for _ in 0..warmup {
-            round_trip(&mut stream, payload, &mut reply)?;
-        }
-        Ok(stream)
-    });
+    let mut sent = vec![Instant::now(); count];
+    let ready = (0..count)
+        .map(|_| connect(setup))
+        .collect::<io::Result<Vec<TcpStream>>>()
+        .and_then(|mut streams| {
+            for _ in 0..warmup {
+                batch_round_trip(&mut streams, payload, &mut reply, &mut sent, |_| {})?;
+            }
+            Ok(streams)
+        });
     // Every worker must reach the barrier, even one that failed to
     // connect: the others (and the clock) are waiting for all of them.
     barrier.wait();
     let start = *clock.get_or_init(Instant::now);
-    let mut stream = match ready {
-        Ok(stream) => stream,
+    let mut streams = match ready {
+        Ok(streams) => streams,
         Err(e) => {
             tally.fail(e);
             return tally;
@@ -460,29 +500,57 @@ fn echo_worker(
     };
     loop {
         let done = match plan {
-            Plan::Rounds(rounds) => tally.latencies.len() >= rounds,
+            Plan::Rounds(rounds) => tally.latencies.len() >= rounds * count,
             Plan::For(time) => start.elapsed() >= time,
         };
         if done {
             break;
         }
-        let t = Instant::now();
-        if let Err(e) = round_trip(&mut stream, payload, &mut reply) {
+        let finished = batch_round_trip(&mut streams, payload, &mut reply, &mut sent, |t| {
+            tally.latencies.push(t);
+            tally.bytes += payload.len() as u64;
+        });
+        if let Err(e) = finished {
+            // One broken connection ends its thread's share of the run:
+            // the error is counted, and the report shows it.
             tally.fail(e);
             break;
         }
-        tally.latencies.push(t.elapsed());
-        tally.bytes += payload.len() as u64;
     }
     tally
 }
 
+/// One request on every stream, then every reply; `done` gets the latency
+/// of each round trip as it completes.
+fn batch_round_trip(
+    streams: &mut [TcpStream],
+    payload: &[u8],
+    reply: &mut [u8],
+    sent: &mut [Instant],
+    mut done: impl FnMut(Duration),
+) -> io::Result<()> {
+    for (stream, sent) in streams.iter_mut().zip(sent.iter_mut()) {
+        *sent = Instant::now();
+        stream.write_all(payload)?;
+    }
+    for (stream, sent) in streams.iter_mut().zip(sent.iter()) {
+        read_reply(stream, payload, reply)?;
+        done(sent.elapsed());
+    }
+    Ok(())
+}
+
 /// Sends `payload`, reads the same number of bytes back, and checks them.
+fn round_trip(stream: &mut TcpStream, payload: &[u8], reply: &mut [u8]) -> io::Result<()> {
+    stream.write_all(payload)?;
+    read_reply(stream, payload, reply)
+}
+
+/// Reads the echo of `payload` into `reply` and checks it.
 ///
 /// `read_exact` matters: the reply may arrive in several pieces, and a
 /// single `read` could return only the first.
-fn round_trip(stream: &mut TcpStream, payload: &[u8], reply: &mut [u8]) -> io::Result<()> {
-    stream.write_all(payload)?;
+fn read_reply(stream: &mut TcpStream, payload: &[u8], reply: &mut [u8]) -> io::Result<()> {
     stream.read_exact(reply).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
             io::Error::new(

@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 const TESTER: &str = "05_load_tester";
@@ -103,6 +105,75 @@ fn echo_mode_reports_requests_rates_and_percentiles() {
     }
     assert!(number(&fields, "p50_ms") <= number(&fields, "p99_ms"));
     assert!(number(&fields, "p99_ms") <= number(&fields, "max_ms"));
+}
+
+/// `--per-thread K`: one thread drives K connections in lock-step. Every
+/// connection is still opened and does every one of its round trips.
+#[test]
+fn echo_per_thread_drives_several_connections_from_one_thread() {
+    if !common::reference_only(
+        TESTER,
+        "echo_per_thread_drives_several_connections_from_one_thread",
+    ) {
+        return;
+    }
+    // An echo server that counts the connections it accepts and the bytes
+    // it echoes, so the test sees what the load tester really did.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let echoed = Arc::new(AtomicUsize::new(0));
+    let (a, e) = (Arc::clone(&accepted), Arc::clone(&echoed));
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            a.fetch_add(1, Ordering::SeqCst);
+            let e = Arc::clone(&e);
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    // Counted before the reply goes out, so the count is
+                    // complete by the time the client has read it.
+                    e.fetch_add(n, Ordering::SeqCst);
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    // 10 connections, 4 per thread: threads of 4, 4 and 2.
+    let output = run(
+        &[
+            "echo",
+            "--addr",
+            &addr,
+            "--conns",
+            "10",
+            "--per-thread",
+            "4",
+            "--rounds",
+            "20",
+            "--warmup",
+            "3",
+            "--size",
+            "16",
+        ],
+        &[],
+    );
+    assert_clean(&output);
+    let fields = report(&output, "echo");
+    assert_eq!(number(&fields, "errors"), 0.0);
+    assert_eq!(number(&fields, "per_thread"), 4.0);
+    assert_eq!(
+        number(&fields, "requests"),
+        200.0,
+        "10 connections x 20 round trips"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 10, "10 connections opened");
+    // Every reply was read before the tester exited, so the server had
+    // echoed every byte by then: (3 warm-up + 20) round trips of 16 bytes.
+    assert_eq!(echoed.load(Ordering::SeqCst), 10 * 23 * 16);
 }
 
 /// Stream mode pushes a megabyte through one connection and gets every byte back.
