@@ -183,17 +183,17 @@ row() { ROWS+=("$*"); printf '%s\n' "$*" >&2; }
 # ---------------------------------------------------------------- echo
 if [[ " $WHAT " == *" echo "* ]]; then
   say "== echo: 64-byte round trips, $REPS repetitions, order rotated, $PER_THREAD connection(s) per client thread"
-  declare -A PORTS
-  for who in c ours py; do start "$who"; PORTS[$who]=$PORT; done
+  declare -A PORTS SPIDS
+  for who in c ours py; do start "$who"; PORTS[$who]=$PORT; SPIDS[$who]=$PID; done
   for conns in 32 256; do
     rounds=$((conns == 32 ? 2000 : 400))
     : >"$WORK/echo-$conns"
     for rep in $(seq "$REPS"); do
       order=(c ours py); [ $((rep % 3)) = 1 ] && order=(ours py c); [ $((rep % 3)) = 2 ] && order=(py c ours)
       for who in "${order[@]}"; do
-        line=$("$BIN/05_load_tester" echo --addr "127.0.0.1:${PORTS[$who]}" --conns "$conns" --rounds "$rounds" --warmup 50 --per-thread "$PER_THREAD")
+        line=$("$BIN/05_load_tester" echo --addr "127.0.0.1:${PORTS[$who]}" --conns "$conns" --rounds "$rounds" --warmup 50 --per-thread "$PER_THREAD" --server-pid "${SPIDS[$who]}")
         say "  $who: $line"
-        echo "$who $(field req_per_s "$line") $(field p99_ms "$line") $(field errors "$line")" >>"$WORK/echo-$conns"
+        echo "$who $(field req_per_s "$line") $(field p99_ms "$line") $(field server_cpu_us_per_req "$line") $(field errors "$line")" >>"$WORK/echo-$conns"
       done
     done
     med() { awk -v w="$1" -v c="$2" '$1==w {print $c}' "$WORK/echo-$conns" | median; }
@@ -202,6 +202,10 @@ if [[ " $WHAT " == *" echo "* ]]; then
     label="echo $conns conns"; [ "$PER_THREAD" != 1 ] && label="$label ($PER_THREAD per client thread)"
     row "| $label, req/s | $o_rps | C $c_rps, Python $p_rps | $(ratio "$o_rps" "$c_rps")x C, $(ratio "$o_rps" "$p_rps")x Python |"
     row "| $label, p99 ms | $o_p99 | C $c_p99, Python $p_p99 | $(ratio "$o_p99" "$c_p99")x C |"
+    # The servers' own CPU time per request (the load tester reads it from
+    # /proc): what each costs, whatever share of the cores the client took.
+    c_cpu=$(med c 4); o_cpu=$(med ours 4); p_cpu=$(med py 4)
+    row "| $label, server CPU us/request | $o_cpu | C $c_cpu, Python $p_cpu | $(ratio "$c_cpu" "$o_cpu")x C's efficiency, $(ratio "$p_cpu" "$o_cpu")x Python's |"
   done
   for pid in "${PIDS[@]}"; do stop "$pid"; done
 fi

@@ -150,7 +150,7 @@ fn main() -> ExitCode {
     .opt(
         "--server-pid",
         "PID",
-        "report this process's memory (VmRSS, VmHWM) from /proc",
+        "report this process's memory (VmRSS, VmHWM) from /proc, and its CPU time per request (echo)",
         None,
     )
     .opt(
@@ -404,12 +404,14 @@ fn run_echo(args: &Matches, setup: Setup) -> Report {
     });
     barrier.wait();
     let start = *clock.get_or_init(Instant::now);
+    let cpu_before = server_cpu(args);
     let mut tally = handle.join().unwrap_or_else(|_| {
         let mut t = Tally::default();
         t.fail("the worker pool panicked");
         t
     });
     let secs = start.elapsed().as_secs_f64();
+    let cpu_after = server_cpu(args);
 
     let requests = tally.latencies.len();
     let mut line = format!(
@@ -429,6 +431,12 @@ fn run_echo(args: &Matches, setup: Setup) -> Report {
         tally.bytes as f64 / MB / secs,
     );
     line.push_str(&tally.latency_fields());
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        // The server's own CPU time per request: unlike requests/s, this
+        // does not depend on how much CPU the load tester took for itself.
+        let per_request = after.saturating_sub(before).as_secs_f64() / requests.max(1) as f64;
+        let _ = write!(line, " server_cpu_us_per_req={:.2}", per_request * 1e6);
+    }
     line.push_str(&memory_fields(args));
     tally.into_report(line)
 }
@@ -905,6 +913,25 @@ fn server_memory(args: &Matches) -> Option<Memory> {
         hwm_mib: field("VmHWM:") as f64 / 1024.0,
         threads: field("Threads:"),
     })
+}
+
+/// The CPU time (user + system, all threads) the `--server-pid` process has
+/// used so far, if that option was given.
+///
+/// `/proc/PID/stat` counts it in clock ticks of 1/100 s (Linux's `USER_HZ`,
+/// which is 100 whatever the kernel's own tick rate), so a measurement
+/// should last seconds, not milliseconds.
+fn server_cpu(args: &Matches) -> Option<Duration> {
+    let pid: u32 = args.parse_value("--server-pid")?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (NAME) STATE …": NAME may contain spaces and parentheses, so
+    // count the fields after the *last* ')'. utime and stime are fields 14
+    // and 15 of the line, so the 12th and 13th after the name.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// ` server_rss_mib=… server_hwm_mib=…` if `--server-pid` was given.

@@ -15,6 +15,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
 const TESTER: &str = "05_load_tester";
 
@@ -174,6 +175,62 @@ fn echo_per_thread_drives_several_connections_from_one_thread() {
     // Every reply was read before the tester exited, so the server had
     // echoed every byte by then: (3 warm-up + 20) round trips of 16 bytes.
     assert_eq!(echoed.load(Ordering::SeqCst), 10 * 23 * 16);
+}
+
+/// `--server-pid` in echo mode reports the server's CPU time per request.
+/// The server here is this test process, whose echo threads burn 2 ms of
+/// CPU per request, so the figure must come out near 2,000 µs (the lower
+/// bound leaves room for preemption and the 10 ms granularity of /proc's
+/// counters; other tests running in this process can only add to it).
+#[test]
+fn echo_reports_the_servers_cpu_time_per_request() {
+    if !common::reference_only(TESTER, "echo_reports_the_servers_cpu_time_per_request") {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_millis(2) {
+                        std::hint::spin_loop();
+                    }
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let pid = std::process::id().to_string();
+    let output = run(
+        &[
+            "echo",
+            "--addr",
+            &addr,
+            "--conns",
+            "1",
+            "--rounds",
+            "50",
+            "--warmup",
+            "0",
+            "--server-pid",
+            &pid,
+        ],
+        &[],
+    );
+    assert_clean(&output);
+    let fields = report(&output, "echo");
+    let cpu = number(&fields, "server_cpu_us_per_req");
+    assert!(
+        cpu >= 500.0,
+        "the server burned 2,000 us per request, the report says {cpu}"
+    );
+    assert!(number(&fields, "server_rss_mib") > 0.0);
 }
 
 /// Stream mode pushes a megabyte through one connection and gets every byte back.
