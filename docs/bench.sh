@@ -205,7 +205,7 @@ if [[ " $WHAT " == *" echo "* ]]; then
     # The servers' own CPU time per request (the load tester reads it from
     # /proc): what each costs, whatever share of the cores the client took.
     c_cpu=$(med c 4); o_cpu=$(med ours 4); p_cpu=$(med py 4)
-    row "| $label, server CPU us/request | $o_cpu | C $c_cpu, Python $p_cpu | $(ratio "$c_cpu" "$o_cpu")x C's efficiency, $(ratio "$p_cpu" "$o_cpu")x Python's |"
+    row "| $label, server CPU us/request | $o_cpu | C $c_cpu, Python $p_cpu | $(ratio "$o_cpu" "$c_cpu")x C's, $(ratio "$o_cpu" "$p_cpu")x Python's |"
   done
   for pid in "${PIDS[@]}"; do stop "$pid"; done
 fi
