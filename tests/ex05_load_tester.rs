@@ -120,28 +120,13 @@ fn echo_per_thread_drives_several_connections_from_one_thread() {
     }
     // An echo server that counts the connections it accepts and the bytes
     // it echoes, so the test sees what the load tester really did.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let accepted = Arc::new(AtomicUsize::new(0));
     let echoed = Arc::new(AtomicUsize::new(0));
-    let (a, e) = (Arc::clone(&accepted), Arc::clone(&echoed));
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            a.fetch_add(1, Ordering::SeqCst);
-            let e = Arc::clone(&e);
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    // Counted before the reply goes out, so the count is
-                    // complete by the time the client has read it.
-                    e.fetch_add(n, Ordering::SeqCst);
-                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+    let count = Arc::clone(&echoed);
+    let (addr, accepted) = start_echo_with(move |bytes: &[u8]| {
+        // Counted before the reply goes out, so the count is complete by
+        // the time the client has read it.
+        count.fetch_add(bytes.len(), Ordering::SeqCst);
+        bytes.to_vec()
     });
     // 10 connections, 4 per thread: threads of 4, 4 and 2.
     let output = run(
@@ -187,24 +172,12 @@ fn echo_reports_the_servers_cpu_time_per_request() {
     if !common::reference_only(TESTER, "echo_reports_the_servers_cpu_time_per_request") {
         return;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    let t = Instant::now();
-                    while t.elapsed() < Duration::from_millis(2) {
-                        std::hint::spin_loop();
-                    }
-                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
+    let (addr, _) = start_echo_with(|bytes: &[u8]| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(2) {
+            std::hint::spin_loop();
         }
+        bytes.to_vec()
     });
     let pid = std::process::id().to_string();
     let output = run(
@@ -492,24 +465,38 @@ fn exercise_1_reports_p90() {
     assert!(p90 <= number(&fields, "p99_ms"), "p90 <= p99");
 }
 
-/// A server that echoes the right number of bytes, but in upper case.
-fn start_shouting_echo() -> String {
+/// A stand-in echo server on a free loopback port, a thread per connection,
+/// that answers each read with `reply(bytes)`. Returns its address and a
+/// count of the connections it has accepted.
+fn start_echo_with<F>(reply: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(&[u8]) -> Vec<u8> + Clone + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            let reply = reply.clone();
             thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 || stream.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                    if n == 0 || stream.write_all(&reply(&buf[..n])).is_err() {
                         return;
                     }
                 }
             });
         }
     });
-    addr
+    (addr, accepted)
+}
+
+/// A server that echoes the right number of bytes, but in upper case.
+fn start_shouting_echo() -> String {
+    start_echo_with(|bytes: &[u8]| bytes.to_ascii_uppercase()).0
 }
 
 /// Exercise 2: a reply that differs from what was sent is an error, counted and reported, not a crash.
