@@ -16,6 +16,9 @@
 //!
 //! * `echo`: N connections, each doing M round trips of S bytes (send, then
 //!   wait for the same bytes back). Latency is the time of one round trip.
+//!   Each connection has its own client thread, unless `--per-thread K`
+//!   gives each thread K of them; `--server-pid` adds the server's CPU time
+//!   per request.
 //! * `stream`: one connection streams S bytes through an echo server while a
 //!   second thread reads them back: raw throughput.
 //! * `c10k`: 10,000 echo connections opened by 8 threads as fast as each can
@@ -920,7 +923,7 @@ fn server_memory(args: &Matches) -> Option<Memory> {
 ///
 /// `/proc/PID/stat` counts it in clock ticks of 1/100 s (Linux's `USER_HZ`,
 /// which is 100 whatever the kernel's own tick rate), so a measurement
-/// should last seconds, not milliseconds.
+/// should last many ticks: half a second is 50, good to about 2 %.
 fn server_cpu(args: &Matches) -> Option<Duration> {
     let pid: u32 = args.parse_value("--server-pid")?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
