@@ -12,7 +12,8 @@
 //!    and [`read_body`](Connection::read_body).
 //! 3. **Timeouts.** A peer that says nothing for the idle timeout is dropped,
 //!    and so is one that starts a line and then trickles it a byte at a time
-//!    (a *slow-loris* attack, which would otherwise tie up a thread forever).
+//!    (a *slow-loris* attack, which would otherwise tie up a thread forever),
+//!    or trickles a counted body (see [`MIN_BODY_RATE`]).
 //! 4. **Tracing** (`--trace`), from [`crate::trace`].
 
 use crate::framing::{self, LineState};
@@ -24,6 +25,13 @@ use std::time::{Duration, Instant};
 
 /// How long a line may take to arrive once its first byte has (30 s).
 pub const LINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The slowest a counted body may arrive, in bytes per second on average,
+/// once its first [line timeout](Connection::set_line_timeout) has passed.
+/// 500 bytes/s is what Apache's `mod_reqtimeout` asks of request bodies by
+/// default: slower than any real link, fast enough that a trickling peer
+/// cannot hold a thread for long.
+pub const MIN_BODY_RATE: u64 = 500;
 
 /// Size of the read and write buffers. 8 KiB is std's default: big enough that
 /// a line or a chunk of a file fits in one system call, small enough that
@@ -180,7 +188,8 @@ impl Connection {
     }
 
     /// Drops the peer if a line, once started, takes longer than this to
-    /// finish (`None`: never). Defaults to [`LINE_TIMEOUT`].
+    /// finish (`None`: never). Defaults to [`LINE_TIMEOUT`]. It is also the
+    /// grace time of a counted body (see [`read_body`](Connection::read_body)).
     pub fn set_line_timeout(&mut self, timeout: Option<Duration>) {
         self.line_timeout = timeout;
     }
@@ -356,6 +365,16 @@ impl Connection {
     /// sees every chunk as it passes (to hash it, or to draw a progress bar).
     ///
     /// A stream that ends early is an [`io::ErrorKind::UnexpectedEof`] error.
+    ///
+    /// Two clocks run, as for lines. The idle clock drops a peer that sends
+    /// nothing at all. The body clock drops one that trickles: the body may
+    /// take the line timeout, plus one second for every [`MIN_BODY_RATE`]
+    /// bytes that have arrived. (The idle clock alone would let a peer
+    /// send one byte every 299 s of a 300 s idle timeout, and keep this
+    /// thread for ever on a large upload.) The body clock is checked each
+    /// time data arrives, which costs one reading of the clock per chunk
+    /// and no system call, so a peer that stops outright is caught by the
+    /// idle clock instead.
     pub fn read_body<W: Write + ?Sized>(
         &mut self,
         len: u64,
@@ -365,8 +384,24 @@ impl Connection {
         self.flush()?;
         self.set_read_timeout(self.idle_timeout)?;
         self.buffered_reader();
+        let start = Instant::now();
         let mut left = len;
         while left > 0 {
+            if let Some(grace) = self.line_timeout {
+                let received = len - left;
+                let allowed = grace + Duration::from_secs(received / MIN_BODY_RATE);
+                let taken = start.elapsed();
+                if taken > allowed {
+                    let text = format!(
+                        "body arrived too slowly: {received} of {len} bytes in {:.1} s \
+                         (after the first {} s a body must average {MIN_BODY_RATE} bytes/s)",
+                        taken.as_secs_f64(),
+                        grace.as_secs()
+                    );
+                    self.trace.note(&text);
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, text));
+                }
+            }
             let available = match self.reader.fill_buf() {
                 Ok(bytes) => bytes,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

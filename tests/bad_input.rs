@@ -1824,8 +1824,11 @@ fn slow_loris_is_dropped_chat() {
 }
 
 /// File server (`--line-timeout 1`, idle 30 s): a client trickling its
-/// handshake answer, and a logged-in one trickling a command, are each
-/// dropped after about a second; a real client is served meanwhile.
+/// handshake answer, a logged-in one trickling a command, and one trickling
+/// an upload's body (5 bytes/s, under the 500 bytes/s a body must average
+/// after its first second) are each dropped after about a second, which the
+/// 30 s idle clock alone would never do; no partial upload is left behind,
+/// and a real client is served meanwhile.
 #[test]
 fn slow_loris_is_dropped_file_server() {
     if !reference_only(FILES, "slow_loris_is_dropped_file_server") {
@@ -1856,7 +1859,18 @@ fn slow_loris_is_dropped_file_server() {
                 (client.writer, b'L')
             }),
         ),
+        (
+            "slow-loris in an upload's body",
+            Box::new(move || {
+                let mut client = FileClient::login(addr);
+                let digest = to_hex(&sha256(&[b'B'; 1000]));
+                let ready = client.ask(format!("PUT loris.bin 1000 {digest}").as_bytes());
+                assert_eq!(ready, "READY");
+                (client.writer, b'B')
+            }),
+        ),
     ]);
+    server.expect_stderr("body arrived too slowly", Duration::from_secs(5));
     let mut client = FileClient::login(addr);
     assert_eq!(client.ask(b"LIST"), "OK 0");
     drop(client);
