@@ -126,6 +126,17 @@ impl Connection {
     /// server runner keeps a handle to wake the connection at shutdown).
     pub fn from_shared(shared: SharedStream, trace: bool) -> io::Result<Connection> {
         let peer = shared.socket().peer_addr()?;
+        Connection::with_peer(shared, peer, trace)
+    }
+
+    /// Like [`Connection::from_shared`], when the peer's address is already
+    /// known: `accept` returns it, and asking the socket again would cost
+    /// the server a system call per connection.
+    pub(crate) fn with_peer(
+        shared: SharedStream,
+        peer: SocketAddr,
+        trace: bool,
+    ) -> io::Result<Connection> {
         shared.socket().set_nodelay(true)?;
         Ok(Connection {
             // No buffers yet: `buffered_reader` and `buffered_writer` make

@@ -255,11 +255,12 @@ impl Server {
             .stack_size(self.config.stack_size)
             .spawn(move || {
                 let _registration = registration;
-                let result = Connection::from_shared(shared_stream, trace).and_then(|mut conn| {
-                    conn.set_idle_timeout(idle)?;
-                    conn.set_line_timeout(line_timeout);
-                    handler(conn)
-                });
+                let result =
+                    Connection::with_peer(shared_stream, peer, trace).and_then(|mut conn| {
+                        conn.set_idle_timeout(idle)?;
+                        conn.set_line_timeout(line_timeout);
+                        handler(conn)
+                    });
                 if let Err(e) = result {
                     log(format_args!("{peer} {e}"));
                 }
