@@ -256,7 +256,8 @@ impl Connection {
         //   hold this thread forever even when there is no idle timeout.
         let now = Instant::now();
         let idle = self.idle_timeout;
-        let idle_deadline = idle.map(|d| now + d);
+        // checked_add: a limit too far off to represent means no limit.
+        let idle_deadline = idle.and_then(|d| now.checked_add(d));
         let line_limit = self.line_timeout;
         let mut line_deadline: Option<Instant> = None;
         let mut current = self.current_read_timeout;
@@ -267,7 +268,7 @@ impl Connection {
                 // Part of a line is here: wait only until the nearer deadline.
                 LineState::Started => {
                     if line_deadline.is_none() {
-                        line_deadline = line_limit.map(|l| Instant::now() + l);
+                        line_deadline = line_limit.and_then(|l| Instant::now().checked_add(l));
                     }
                     match [idle_deadline, line_deadline].into_iter().flatten().min() {
                         None => None,
@@ -335,7 +336,7 @@ impl Connection {
             .into_iter()
             .flatten()
             .min()
-            .map(|limit| Instant::now() + limit);
+            .and_then(|limit| Instant::now().checked_add(limit));
         self.buffered_reader();
         loop {
             let wait = match deadline {
@@ -377,15 +378,16 @@ impl Connection {
     ///
     /// A stream that ends early is an [`io::ErrorKind::UnexpectedEof`] error.
     ///
-    /// Two clocks run, as for lines. The idle clock drops a peer that sends
-    /// nothing at all. The body clock drops one that trickles: the body may
-    /// take the line timeout, plus one second for every [`MIN_BODY_RATE`]
-    /// bytes that have arrived. (The idle clock alone would let a peer
-    /// send one byte every 299 s of a 300 s idle timeout, and keep this
-    /// thread for ever on a large upload.) The body clock is checked each
-    /// time data arrives, which costs one reading of the clock per chunk
-    /// and no system call, so a peer that stops outright is caught by the
-    /// idle clock instead.
+    /// Clocks run here as for lines. The idle clock bounds each wait for
+    /// more bytes. With a [line timeout](Connection::set_line_timeout) set
+    /// (the default), the body clock also runs: the body may keep us waiting
+    /// for the line timeout, plus one second for every [`MIN_BODY_RATE`]
+    /// bytes that have arrived, and no single wait may be longer than the
+    /// line timeout. (The idle clock alone would let a peer send one byte
+    /// every 299 s of a 300 s idle timeout and keep this thread for ever on
+    /// a large upload.) Only time spent *waiting for the peer* counts: time
+    /// our side spends writing `sink` or in `on_chunk` is not the peer's
+    /// fault. `set_line_timeout(None)` turns the body clock off.
     pub fn read_body<W: Write + ?Sized>(
         &mut self,
         len: u64,
@@ -393,30 +395,48 @@ impl Connection {
         mut on_chunk: impl FnMut(&[u8]),
     ) -> io::Result<()> {
         self.flush()?;
-        self.set_read_timeout(self.idle_timeout)?;
         self.buffered_reader();
-        let start = Instant::now();
+        let mut waited = Duration::ZERO;
         let mut left = len;
         while left > 0 {
-            if let Some(grace) = self.line_timeout {
-                let received = len - left;
-                let allowed = grace + Duration::from_secs(received / MIN_BODY_RATE);
-                let taken = start.elapsed();
-                if taken > allowed {
-                    let text = format!(
-                        "body arrived too slowly: {received} of {len} bytes in {:.1} s \
-                         (after the first {} s a body must average {MIN_BODY_RATE} bytes/s)",
-                        taken.as_secs_f64(),
-                        grace.as_secs()
-                    );
-                    self.trace.note(&text);
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, text));
+            let received = len - left;
+            // What the body clock allows so far (`None`: no limit, when the
+            // clock is off or the sum is too large to represent).
+            let allowed = self
+                .line_timeout
+                .and_then(|grace| grace.checked_add(Duration::from_secs(received / MIN_BODY_RATE)));
+            let mut wait = self.idle_timeout;
+            if let (Some(grace), Some(allowed)) = (self.line_timeout, allowed) {
+                let remaining = allowed.saturating_sub(waited);
+                if remaining.is_zero() {
+                    return Err(self.body_too_slow(received, len, waited, grace));
                 }
+                // Capped at the line timeout, so that during a fast upload
+                // (where `remaining` races ahead) the value stays the same
+                // and setting it costs no system call.
+                let limit = remaining.min(grace);
+                wait = Some(wait.map_or(limit, |idle| idle.min(limit)));
             }
-            let available = match self.reader.fill_buf() {
+            self.set_read_timeout(wait)?;
+            let asked = Instant::now();
+            let filled = self.reader.fill_buf();
+            waited += asked.elapsed();
+            let available = match filled {
                 Ok(bytes) => bytes,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.explain_timeout(e, false)),
+                Err(e) => {
+                    let timed_out = matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    );
+                    // Which clock rang? The body clock's, if it set the wait.
+                    return Err(match (self.line_timeout, allowed) {
+                        (Some(grace), Some(_)) if timed_out && wait != self.idle_timeout => {
+                            self.body_too_slow(received, len, waited, grace)
+                        }
+                        _ => self.explain_timeout(e, false),
+                    });
+                }
             };
             if available.is_empty() {
                 return Err(io::Error::new(
@@ -519,6 +539,25 @@ impl Connection {
 
     /// Turns a read timeout into an error that says which limit was hit.
     /// (On Unix a timed-out read reports `WouldBlock`, on Windows `TimedOut`.)
+    /// The body clock's error: the peer kept us waiting too long for a body.
+    fn body_too_slow(
+        &self,
+        received: u64,
+        len: u64,
+        waited: Duration,
+        grace: Duration,
+    ) -> io::Error {
+        let text = format!(
+            "body arrived too slowly: {received} of {len} bytes after waiting {:.1} s \
+             (a body may keep us waiting {grace} s plus 1 s per {MIN_BODY_RATE} bytes, \
+             and at most {grace} s at a time)",
+            waited.as_secs_f64(),
+            grace = grace.as_secs_f64()
+        );
+        self.trace.note(&text);
+        io::Error::new(io::ErrorKind::TimedOut, text)
+    }
+
     fn explain_timeout(&self, e: io::Error, line_clock: bool) -> io::Error {
         if !matches!(
             e.kind(),

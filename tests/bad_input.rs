@@ -1827,8 +1827,9 @@ fn slow_loris_is_dropped_chat() {
 /// handshake answer, a logged-in one trickling a command, and one trickling
 /// an upload's body (5 bytes/s, under the 500 bytes/s a body must average
 /// after its first second) are each dropped after about a second, which the
-/// 30 s idle clock alone would never do; no partial upload is left behind,
-/// and a real client is served meanwhile.
+/// 30 s idle clock alone would never do. So is one that goes silent in the
+/// middle of a body. No partial upload is left behind, and a real client is
+/// served meanwhile.
 #[test]
 fn slow_loris_is_dropped_file_server() {
     if !reference_only(FILES, "slow_loris_is_dropped_file_server") {
@@ -1871,6 +1872,28 @@ fn slow_loris_is_dropped_file_server() {
         ),
     ]);
     server.expect_stderr("body arrived too slowly", Duration::from_secs(5));
+    // A client that stops outright in the middle of a body: the idle clock
+    // (30 s) would wait, but no single wait in a body may outlast the line
+    // timeout (1 s here).
+    let mut stalled = FileClient::login(addr);
+    let digest = to_hex(&sha256(&[b'S'; 1000]));
+    let ready = stalled.ask(format!("PUT stalled.bin 1000 {digest}").as_bytes());
+    assert_eq!(ready, "READY");
+    stalled.writer.write_all(&[b'S'; 10]).unwrap();
+    let since = Instant::now();
+    stalled
+        .writer
+        .set_read_timeout(Some(TRICKLE_LIMIT))
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = stalled.reader.read_to_end(&mut rest);
+    let after = since.elapsed();
+    assert!(
+        closed.is_ok() && after >= Duration::from_millis(800) && after < TRICKLE_LIMIT,
+        "a client silent in the middle of a body should be dropped after about 1 s, \
+         not {closed:?} after {after:?} (it was told {})",
+        show(&rest)
+    );
     let mut client = FileClient::login(addr);
     assert_eq!(client.ask(b"LIST"), "OK 0");
     drop(client);
