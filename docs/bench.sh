@@ -193,7 +193,8 @@ if [[ " $WHAT " == *" echo "* ]]; then
       for who in "${order[@]}"; do
         line=$("$BIN/05_load_tester" echo --addr "127.0.0.1:${PORTS[$who]}" --conns "$conns" --rounds "$rounds" --warmup 50 --per-thread "$PER_THREAD" --server-pid "${SPIDS[$who]}")
         say "  $who: $line"
-        echo "$who $(field req_per_s "$line") $(field p99_ms "$line") $(field server_cpu_us_per_req "$line") $(field errors "$line")" >>"$WORK/echo-$conns"
+        cpu=$(field server_cpu_us_per_req "$line") # empty if /proc could not be read
+        echo "$who $(field req_per_s "$line") $(field p99_ms "$line") ${cpu:-nan} $(field errors "$line")" >>"$WORK/echo-$conns"
       done
     done
     med() { awk -v w="$1" -v c="$2" '$1==w {print $c}' "$WORK/echo-$conns" | median; }

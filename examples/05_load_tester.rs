@@ -437,6 +437,9 @@ fn run_echo(args: &Matches, setup: Setup) -> Report {
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         // The server's own CPU time per request: unlike requests/s, this
         // does not depend on how much CPU the load tester took for itself.
+        // (The window runs from the barrier until every worker has
+        // finished, so it also holds the server's work on the closing
+        // connections: a little, next to thousands of requests.)
         let per_request = after.saturating_sub(before).as_secs_f64() / requests.max(1) as f64;
         let _ = write!(line, " server_cpu_us_per_req={:.2}", per_request * 1e6);
     }

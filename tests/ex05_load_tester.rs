@@ -15,7 +15,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TESTER: &str = "05_load_tester";
 
@@ -122,7 +122,7 @@ fn echo_per_thread_drives_several_connections_from_one_thread() {
     // it echoes, so the test sees what the load tester really did.
     let echoed = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&echoed);
-    let (addr, accepted) = start_echo_with(move |bytes: &[u8]| {
+    let (addr, accepted) = start_echo_with(move |_, bytes: &[u8]| {
         // Counted before the reply goes out, so the count is complete by
         // the time the client has read it.
         count.fetch_add(bytes.len(), Ordering::SeqCst);
@@ -162,19 +162,94 @@ fn echo_per_thread_drives_several_connections_from_one_thread() {
     assert_eq!(echoed.load(Ordering::SeqCst), 10 * 23 * 16);
 }
 
+/// The CPU time this thread has used: the first field of
+/// `/proc/thread-self/schedstat`, in nanoseconds.
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .expect("this test reads /proc/thread-self/schedstat (Linux)");
+    let ns = stat
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("schedstat starts with the time on the CPU, in ns");
+    Duration::from_nanos(ns)
+}
+
+/// `--per-thread K` really is lock-step: while one connection's reply is
+/// held back, the other connections of its thread send nothing new. (With
+/// a thread each, they would carry on with round trip after round trip.)
+#[test]
+fn echo_per_thread_waits_for_the_whole_batch() {
+    if !common::reference_only(TESTER, "echo_per_thread_waits_for_the_whole_batch") {
+        return;
+    }
+    const SIZE: usize = 16;
+    // Bytes received per connection; the most that connections 1-3 sent
+    // while connection 0's tenth reply was held back.
+    let received: Arc<Vec<AtomicUsize>> = Arc::new((0..4).map(|_| AtomicUsize::new(0)).collect());
+    let during_hold = Arc::new(AtomicUsize::new(usize::MAX));
+    let (counts, most) = (Arc::clone(&received), Arc::clone(&during_hold));
+    let (addr, _) = start_echo_with(move |connection, bytes: &[u8]| {
+        let total = counts[connection].fetch_add(bytes.len(), Ordering::SeqCst) + bytes.len();
+        if connection == 0 && total == 10 * SIZE {
+            let others = || -> Vec<usize> {
+                counts[1..]
+                    .iter()
+                    .map(|c| c.load(Ordering::SeqCst))
+                    .collect()
+            };
+            let before = others();
+            thread::sleep(Duration::from_millis(300));
+            let grew = others().iter().zip(&before).map(|(a, b)| a - b).max();
+            most.store(grew.unwrap_or(0), Ordering::SeqCst);
+        }
+        bytes.to_vec()
+    });
+    let output = run(
+        &[
+            "echo",
+            "--addr",
+            &addr,
+            "--conns",
+            "4",
+            "--per-thread",
+            "4",
+            "--rounds",
+            "20",
+            "--warmup",
+            "3",
+            "--size",
+            &SIZE.to_string(),
+        ],
+        &[],
+    );
+    assert_clean(&output);
+    let grew = during_hold.load(Ordering::SeqCst);
+    assert_ne!(grew, usize::MAX, "connection 0 never sent its 10th request");
+    // Each of the others may have sent this round's request while we
+    // waited (it was already on its way), and nothing more.
+    assert!(
+        grew <= SIZE,
+        "during a 300 ms hold on one connection the others sent {grew} bytes: not lock-step"
+    );
+}
+
 /// `--server-pid` in echo mode reports the server's CPU time per request.
 /// The server here is this test process, whose echo threads burn 2 ms of
 /// CPU per request, so the figure must come out near 2,000 µs (the lower
-/// bound leaves room for preemption and the 10 ms granularity of /proc's
-/// counters; other tests running in this process can only add to it).
+/// bound leaves room for the 10 ms granularity of /proc's counters; other
+/// tests running in this process can only add to it).
 #[test]
 fn echo_reports_the_servers_cpu_time_per_request() {
     if !common::reference_only(TESTER, "echo_reports_the_servers_cpu_time_per_request") {
         return;
     }
-    let (addr, _) = start_echo_with(|bytes: &[u8]| {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_millis(2) {
+    let (addr, _) = start_echo_with(|_, bytes: &[u8]| {
+        // Spin until this thread has had 2 ms of CPU (not of the clock on
+        // the wall: on a busy machine a spinning thread is not always
+        // running).
+        let start = thread_cpu();
+        while thread_cpu().saturating_sub(start) < Duration::from_millis(2) {
             std::hint::spin_loop();
         }
         bytes.to_vec()
@@ -466,11 +541,12 @@ fn exercise_1_reports_p90() {
 }
 
 /// A stand-in echo server on a free loopback port, a thread per connection,
-/// that answers each read with `reply(bytes)`. Returns its address and a
-/// count of the connections it has accepted.
+/// that answers each read with `reply(connection, bytes)`, where
+/// `connection` counts from 0 in the order they were accepted. Returns its
+/// address and a count of the connections it has accepted.
 fn start_echo_with<F>(reply: F) -> (String, Arc<AtomicUsize>)
 where
-    F: Fn(&[u8]) -> Vec<u8> + Clone + Send + 'static,
+    F: Fn(usize, &[u8]) -> Vec<u8> + Clone + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -479,12 +555,12 @@ where
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
-            count.fetch_add(1, Ordering::SeqCst);
+            let connection = count.fetch_add(1, Ordering::SeqCst);
             let reply = reply.clone();
             thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 || stream.write_all(&reply(&buf[..n])).is_err() {
+                    if n == 0 || stream.write_all(&reply(connection, &buf[..n])).is_err() {
                         return;
                     }
                 }
@@ -496,7 +572,7 @@ where
 
 /// A server that echoes the right number of bytes, but in upper case.
 fn start_shouting_echo() -> String {
-    start_echo_with(|bytes: &[u8]| bytes.to_ascii_uppercase()).0
+    start_echo_with(|_, bytes: &[u8]| bytes.to_ascii_uppercase()).0
 }
 
 /// Exercise 2: a reply that differs from what was sent is an error, counted and reported, not a crash.
