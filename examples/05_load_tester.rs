@@ -509,6 +509,7 @@ fn echo_worker(
         Ok(streams) => streams,
         Err(e) => {
             tally.fail(e);
+            tally.errors += count as u64 - 1; // none of this thread's ran
             return tally;
         }
     };
@@ -525,9 +526,12 @@ fn echo_worker(
             tally.bytes += payload.len() as u64;
         });
         if let Err(e) = finished {
-            // One broken connection ends its thread's share of the run:
-            // the error is counted, and the report shows it.
+            // One broken connection ends its thread's share of the run. The
+            // others stop with it, and count as errors too, so that
+            // `errors` is always the number of connections that did not
+            // finish.
             tally.fail(e);
+            tally.errors += count as u64 - 1;
             break;
         }
     }

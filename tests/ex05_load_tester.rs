@@ -450,6 +450,24 @@ fn counts_refused_connections_as_errors() {
         stderr.contains("first error: could not connect"),
         "stderr: {stderr}"
     );
+    if common::reference_only(TESTER, "counts_refused_connections_as_errors --per-thread") {
+        // Two connections per thread: still one error per connection.
+        let output = run(
+            &[
+                "echo",
+                "--addr",
+                &addr,
+                "--conns",
+                "3",
+                "--per-thread",
+                "2",
+                "--rounds",
+                "5",
+            ],
+            &[],
+        );
+        assert_eq!(number(&report(&output, "echo"), "errors"), 3.0);
+    }
 }
 
 /// Out of file descriptors: the tester says so, names `ulimit -n`, and exits 1.
