@@ -56,7 +56,7 @@ pub enum CliError {
     Usage {
         /// One line saying what is wrong.
         message: String,
-        /// The command's usage text.
+        /// The command's usage line (see [`Command::usage_line`]).
         usage: String,
     },
 }
@@ -172,15 +172,22 @@ impl Command {
         .hidden_opt("--line-timeout", Some("30"))
     }
 
-    /// The `--help` text.
-    pub fn usage(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "{}\n", self.about);
-        let _ = write!(out, "Usage: {} [OPTIONS]", self.name);
+    /// `Usage: NAME [OPTIONS] ARGS…`, one line (with its newline): what a
+    /// usage error shows, where the whole help would bury the error.
+    pub fn usage_line(&self) -> String {
+        let mut out = format!("Usage: {} [OPTIONS]", self.name);
         for (name, _) in &self.positionals {
             let _ = write!(out, " {name}");
         }
         out.push('\n');
+        out
+    }
+
+    /// The `--help` text.
+    pub fn usage(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}\n", self.about);
+        out.push_str(&self.usage_line());
         if !self.positionals.is_empty() {
             out.push_str("\nArguments:\n");
             for (name, help) in &self.positionals {
@@ -232,7 +239,7 @@ impl Command {
     fn usage_error(&self, message: String) -> CliError {
         CliError::Usage {
             message,
-            usage: self.usage(),
+            usage: self.usage_line(),
         }
     }
 
@@ -302,12 +309,17 @@ impl Command {
                 print!("{text}");
                 std::process::exit(0);
             }
-            Err(CliError::Usage { message, usage }) => {
-                eprint!("error: {message}\n\n{usage}");
-                std::process::exit(2);
-            }
+            Err(CliError::Usage { message, usage }) => usage_error_exit(&message, &usage),
         }
     }
+}
+
+/// Prints a usage error the way most command-line tools do (the error, the
+/// usage line, where to read more) and exits 2, the usual status for a
+/// command used wrongly.
+fn usage_error_exit(message: &str, usage_line: &str) -> ! {
+    eprint!("error: {message}\n\n{usage_line}\nFor more information, try '--help'.\n");
+    std::process::exit(2);
 }
 
 /// The result of parsing: look values up by their long name.
@@ -367,10 +379,10 @@ impl Matches {
             .map(Duration::from_secs)
     }
 
-    /// Prints `error: message` and the usage to stderr, then exits 2.
+    /// Prints `error: message`, the usage line and a pointer to `--help` to
+    /// stderr, then exits 2.
     pub fn fail(&self, message: &str) -> ! {
-        eprint!("error: {message}\n\n{}", self.command.usage());
-        std::process::exit(2);
+        usage_error_exit(message, &self.command.usage_line())
     }
 
     /// Builds a [`ServerConfig`] from the options added by

@@ -409,9 +409,14 @@ pub fn check_help_and_unknown_flag(example: &str, usage_shows: &str, timeout: Du
         .timeout(timeout)
         .assert()
         .code(2)
-        .stderr(predicate::str::starts_with(
-            "error: unknown option '--no-such-flag'",
-        ));
+        .stderr(
+            predicate::str::starts_with("error: unknown option '--no-such-flag'")
+                // The usage line and a pointer to --help, not the whole
+                // help, which would bury the one line that matters.
+                .and(predicate::str::contains("Usage: "))
+                .and(predicate::str::contains("try '--help'"))
+                .and(predicate::str::contains("Options:").not()),
+        );
 }
 
 /// The client's half of the file server's login, as the lines on the wire.
