@@ -1645,31 +1645,23 @@ const TRICKLE_LIMIT: Duration = Duration::from_secs(8);
 /// Trickles `byte` over `stream` every [`TRICKLE_GAP`], never a line break,
 /// reading whatever the server says meanwhile, until the server closes.
 /// Returns what the server sent and how long after the first byte it closed.
-fn trickle(mut stream: TcpStream, byte: u8) -> Result<(Vec<u8>, Duration), String> {
-    stream.set_read_timeout(Some(TRICKLE_GAP)).unwrap();
-    let start = Instant::now();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    while start.elapsed() < TRICKLE_LIMIT {
-        if stream.write_all(&[byte]).is_err() {
-            return Ok((got, start.elapsed())); // reset by the server: closed
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => return Ok((got, start.elapsed())),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return Ok((got, start.elapsed())),
-        }
+fn trickle(stream: TcpStream, byte: u8) -> Result<(Vec<u8>, Duration), String> {
+    let (got, closed) = common::trickle(
+        &mut &stream,
+        &mut &stream,
+        &stream,
+        byte,
+        TRICKLE_GAP,
+        TRICKLE_LIMIT,
+    );
+    match closed {
+        Some(after) => Ok((got, after)),
+        None => Err(format!(
+            "a client trickling one byte every {TRICKLE_GAP:?} was still connected after \
+             {TRICKLE_LIMIT:?}; the server had sent {}",
+            show(&got)
+        )),
     }
-    Err(format!(
-        "a client trickling one byte every {TRICKLE_GAP:?} was still connected after \
-         {TRICKLE_LIMIT:?}; the server had sent {}",
-        show(&got)
-    ))
 }
 
 /// How a slow-loris client gets going: connect, get as far into the

@@ -13,7 +13,7 @@ use assert_cmd::Command as AssertCommand;
 use common::{Server, connect, have, override_command, reference_only, temp_dir};
 use predicates::prelude::*;
 use std::fs;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -1312,30 +1312,17 @@ fn slow_loris(addr: SocketAddr, prelude: &[u8]) -> (String, Duration) {
     let mut wire = Wire::open(addr);
     wire.line(); // the greeting
     wire.send(prelude);
-    let stream = wire.reader.get_ref();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let start = Instant::now();
-    let mut said = Vec::new();
-    let mut buf = [0u8; 256];
-    while start.elapsed() < Duration::from_secs(10) {
-        if wire.writer.write_all(b"N").is_err() {
-            break; // reset: the server hung up
-        }
-        match wire.reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => said.extend_from_slice(&buf[..n]),
-            // Nothing within 200 ms: still connected, send the next byte.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
-    (text(&said), start.elapsed())
+    let socket = wire.writer.try_clone().unwrap();
+    let limit = Duration::from_secs(10);
+    let (said, closed) = common::trickle(
+        &mut wire.reader,
+        &mut wire.writer,
+        &socket,
+        b'N',
+        Duration::from_millis(200),
+        limit,
+    );
+    (text(&said), closed.unwrap_or(limit))
 }
 
 /// The line clock runs even with the idle timeouts off: an SMTP or POP3

@@ -330,6 +330,45 @@ fn wait_for(collected: &Collected, needle: &str, timeout: Duration) -> bool {
     }
 }
 
+/// A slow-loris client's loop: sends `byte` every `gap` (never a line
+/// break), keeping whatever the server says meanwhile, until the server
+/// hangs up or `limit` has passed. `reader` and `writer` are the two ends
+/// of one connection.
+///
+/// Returns what the server sent, and how long after the first byte it hung
+/// up (`None`: it was still connected at `limit`).
+pub fn trickle(
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+    socket: &TcpStream,
+    byte: u8,
+    gap: Duration,
+    limit: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    // A read that waits at most `gap` is the pause between two bytes.
+    socket.set_read_timeout(Some(gap)).unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while start.elapsed() < limit {
+        if writer.write_all(&[byte]).is_err() {
+            return (got, Some(start.elapsed())); // reset: the server hung up
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => return (got, Some(start.elapsed())),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            // Nothing within `gap`: still connected, send the next byte.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (got, Some(start.elapsed())),
+        }
+    }
+    (got, None)
+}
+
 /// Connects to `addr` with [`IO_TIMEOUT`] on reads and writes.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
