@@ -17,6 +17,7 @@
 use netlessons::auth;
 use netlessons::cli::{Command, Matches};
 use netlessons::connection::Connection;
+use netlessons::durable::TempFile;
 use netlessons::framing;
 use netlessons::sha256::{Sha256, from_hex, to_hex};
 use std::fs::{self, File};
@@ -349,11 +350,13 @@ fn get(conn: &mut Connection, name: &str, output: &Path) -> io::Result<()> {
     let header = reply(conn)?;
     let (size, expected) = parse_ok_size_digest(&header).ok_or_else(|| refused(&header, name))?;
 
-    let mut temp = PartFile::create(output)?;
+    // The download goes into `.NAME.part-<random>` beside the output: in the
+    // same folder, because `rename` is only atomic within one file system.
+    let temp = download_temp(output)?;
     let mut hasher = Sha256::new();
     let mut progress = Progress::new("get", size);
     {
-        let mut out = BufWriter::with_capacity(CHUNK, &temp.file);
+        let mut out = BufWriter::with_capacity(CHUNK, temp.file());
         // read_body hands us each chunk as it passes: hash it and count it
         // for the progress bar, while the bytes go on into the file.
         let received = conn.read_body(size, &mut out, |chunk| {
@@ -378,7 +381,7 @@ fn get(conn: &mut Connection, name: &str, output: &Path) -> io::Result<()> {
             ),
         ));
     }
-    temp.file.sync_all()?;
+    // Sync, rename over `output`, sync its folder (`netlessons::durable`).
     temp.persist(output)?;
     println!(
         "downloaded {name} to {} ({size} bytes, sha256 {} verified)",
@@ -386,6 +389,20 @@ fn get(conn: &mut Connection, name: &str, output: &Path) -> io::Result<()> {
         to_hex(&got)
     );
     Ok(())
+}
+
+/// A temporary file beside `output`, deleted unless persisted: an
+/// interrupted or damaged download leaves nothing behind.
+fn download_temp(output: &Path) -> io::Result<TempFile> {
+    let dir = match output.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let file_name = output
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("download");
+    TempFile::create_in(dir, &format!(".{file_name}.part-"))
 }
 
 /// `put PATH`: hash the file, announce it, send it, check the server's answer.
@@ -498,56 +515,6 @@ fn copy_exactly(
             e
         }
     })
-}
-
-/// A download in progress: `.NAME.<pid>.part` next to the output, deleted
-/// unless [`persist`](PartFile::persist)ed. Being in the same folder matters:
-/// `rename` is only atomic within one file system.
-struct PartFile {
-    path: PathBuf,
-    file: File,
-    keep: bool,
-}
-
-impl PartFile {
-    fn create(output: &Path) -> io::Result<PartFile> {
-        let dir = match output.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        let file_name = output
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("download");
-        let path = dir.join(format!(".{file_name}.{}.part", std::process::id()));
-        let file = File::create(&path).map_err(|e| {
-            io::Error::new(e.kind(), format!("could not write {}: {e}", path.display()))
-        })?;
-        Ok(PartFile {
-            path,
-            file,
-            keep: false,
-        })
-    }
-
-    fn persist(&mut self, output: &Path) -> io::Result<()> {
-        fs::rename(&self.path, output).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("could not save {}: {e}", output.display()),
-            )
-        })?;
-        self.keep = true;
-        Ok(())
-    }
-}
-
-impl Drop for PartFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal: in a pipe

@@ -35,6 +35,7 @@
 use netlessons::auth::{self, Users};
 use netlessons::cli::Command;
 use netlessons::connection::Connection;
+use netlessons::durable::{TempFile, sync_dir};
 use netlessons::framing;
 use netlessons::server::Server;
 use netlessons::sha256::{Sha256, from_hex, to_hex};
@@ -477,14 +478,16 @@ fn put(
     if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
         return conn.send_line("ERR bad name"); // a folder holds that name
     }
-    let mut temp = TempFile::create(&shared.root)?;
+    // The temporary sits in the root itself: `rename` is atomic only within
+    // one file system. Its name starts with `.`, so LIST never shows it.
+    let temp = TempFile::create_in(&shared.root, TEMP_PREFIX)?;
     conn.send_line("READY")?;
 
     // Receive the body straight into the temporary file, hashing each chunk
     // on its way past. `read_body` stops after exactly `size` bytes: what
     // follows is the client's next command, not part of this file.
     let mut hasher = Sha256::new();
-    let mut out = BufWriter::with_capacity(CHUNK, &temp.file);
+    let mut out = BufWriter::with_capacity(CHUNK, temp.file());
     conn.read_body(size, &mut out, |chunk| hasher.update(chunk))
         .map_err(|e| io::Error::new(e.kind(), format!("upload of {name} abandoned: {e}")))?;
     out.flush()?;
@@ -498,19 +501,13 @@ fn put(
         return conn.send_line("ERR digest mismatch");
     }
 
-    // Durability, in the only order that works:
-    // 1. sync_all: the file's bytes are on disk, not just in the OS cache;
-    // 2. rename: one atomic step swaps the complete file in under its name;
-    // 3. sync the folder: the rename itself (a change to the folder) is on
-    //    disk too. Only after all three may we say OK.
-    temp.file.sync_all()?;
-    temp.persist(&target)?;
-    sync_dir(&shared.root)?;
+    // Durability, in the only order that works (`netlessons::durable`):
+    // sync the file, rename it over the name in one atomic step, sync the
+    // folder so the rename is on disk too. Only after all three may we say OK.
+    let stored = temp.persist(&target)?;
     // We hashed every byte on the way in, so the first GET need not hash
     // again. (The metadata is taken after the rename, which changes ctime.)
-    shared
-        .digests
-        .remember(name, &temp.file.metadata()?, digest);
+    shared.digests.remember(name, &stored.metadata()?, digest);
 
     conn.send_line(format!("OK {size} {}", to_hex(&digest)))?;
     log(conn, user, &format!("stored {name} ({size} bytes)"));
@@ -589,74 +586,6 @@ fn same_file(a: &Metadata, b: &Metadata) -> bool {
 #[cfg(not(unix))]
 fn same_file(a: &Metadata, b: &Metadata) -> bool {
     b.is_file() && a.len() == b.len() && a.modified().ok() == b.modified().ok()
-}
-
-/// Makes a completed rename (or removal) in `dir` durable.
-///
-/// A file's name lives in its folder, so after renaming, the *folder* must be
-/// synced too, or a power cut could bring back the old name. On Unix a
-/// folder can be opened and synced like a file. Elsewhere (Windows) that is
-/// not possible with std, and we rely on the file system's own journal: a
-/// weaker promise, which a real server would close with platform calls.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
-}
-
-/// A temporary upload file that deletes itself unless [`persist`](TempFile::persist)ed.
-///
-/// Because the delete is in `Drop`, every way out of `put` cleans up: an
-/// early `return`, a `?` on a network error, even a panic. Only a killed
-/// process skips it, and [`prepare_root`] sweeps up after that.
-struct TempFile {
-    path: PathBuf,
-    file: File,
-    keep: bool,
-}
-
-impl TempFile {
-    /// Creates `root/.upload-<random>`. `create_new` fails rather than reuse
-    /// an existing file, so two uploads can never share a temporary.
-    fn create(root: &Path) -> io::Result<TempFile> {
-        loop {
-            let mut bytes = [0u8; 8];
-            auth::fill_random(&mut bytes)?;
-            let path = root.join(format!("{TEMP_PREFIX}{}", to_hex(&bytes)));
-            match File::options().write(true).create_new(true).open(&path) {
-                Ok(file) => {
-                    return Ok(TempFile {
-                        path,
-                        file,
-                        keep: false,
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Renames the file to `target`, replacing what was there in one step.
-    fn persist(&mut self, target: &Path) -> io::Result<()> {
-        fs::rename(&self.path, target)?;
-        self.keep = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
 }
 
 /// Remembers each file's digest, so that a file is hashed once, not on every

@@ -22,6 +22,7 @@
 //! * [`framing`]: where one message ends and the next begins (lines, length prefixes), with limits.
 //! * [`connection`]: one socket with its buffers, timeouts and trace; used by servers and clients.
 //! * [`server`]: the thread-per-connection runner: allowlist, connection cap, idle timeout, shutdown.
+//! * [`durable`]: write to a temporary file, sync, rename, sync the folder: a file whole or not at all.
 //! * [`auth`]: the HMAC challenge-response handshake (both sides) and the users file.
 //! * [`sha256`]: SHA-256, HMAC-SHA256 and a constant-time comparison (std has none).
 //! * [`subnet`]: CIDR blocks and the [`Allowlist`](subnet::Allowlist) of who may connect.
@@ -34,6 +35,7 @@
 pub mod auth;
 pub mod cli;
 pub mod connection;
+pub mod durable;
 pub mod framing;
 pub mod server;
 pub mod sha256;
