@@ -295,7 +295,25 @@ const fn v6(first: u16, last: u16, prefix: u8) -> Cidr {
 
 impl Allowlist {
     /// Makes a list from `cidrs`. An empty list allows nobody.
+    ///
+    /// A block written in IPv4-mapped form (`::ffff:192.0.2.0/120`, `::ffff:0:0/96`) is
+    /// stored as the IPv4 block it names (`192.0.2.0/24`, `0.0.0.0/0`). Peers are matched
+    /// as IPv4 whichever way they arrive (see [`Allowlist::contains`]), so kept as IPv6 such
+    /// an entry would never match a client of an IPv4 listener, and the person who wrote
+    /// it would be locked out without a word.
+    ///
+    /// ```
+    /// use netlessons::subnet::Allowlist;
+    /// use std::net::IpAddr;
+    ///
+    /// let allow: Allowlist = "::ffff:192.0.2.0/120".parse()?;
+    /// assert_eq!(allow.to_string(), "192.0.2.0/24");
+    /// assert!(allow.contains("192.0.2.7".parse::<IpAddr>()?));
+    /// assert!(allow.contains("::ffff:192.0.2.7".parse::<IpAddr>()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(cidrs: Vec<Cidr>) -> Self {
+        let cidrs = cidrs.into_iter().map(unmapped).collect();
         Allowlist { cidrs }
     }
 
@@ -355,6 +373,22 @@ impl Allowlist {
     /// The blocks in the list, in the order given.
     pub fn cidrs(&self) -> &[Cidr] {
         &self.cidrs
+    }
+}
+
+/// The IPv4 block a mapped block (`::ffff:a.b.c.d/96+n`) names (`a.b.c.d/n`); any other
+/// block as it is. A valid block with a mapped address always has a prefix of at least 96:
+/// its bits 80–95 are ones, so a shorter prefix would leave host bits set.
+fn unmapped(cidr: Cidr) -> Cidr {
+    match cidr.addr {
+        IpAddr::V6(v6) if cidr.prefix >= 96 => match v6.to_ipv4_mapped() {
+            Some(v4) => Cidr {
+                addr: IpAddr::V4(v4),
+                prefix: cidr.prefix - 96,
+            },
+            None => cidr,
+        },
+        _ => cidr,
     }
 }
 

@@ -405,6 +405,38 @@ fn families_do_not_mix_in_a_list() {
     assert!(!v6_only.contains(ip("198.51.100.1")));
 }
 
+/// An entry written in IPv4-mapped form is stored as the IPv4 block it names, so it
+/// matches the plain IPv4 peers an IPv4 listener reports (and mapped ones still).
+#[test]
+fn mapped_entries_are_stored_as_their_ipv4_block() {
+    let one: Allowlist = "::ffff:192.0.2.2".parse().expect("valid list");
+    assert_eq!(one.to_string(), "192.0.2.2/32");
+    assert_eq!(one.cidrs(), &[cidr("192.0.2.2/32")]);
+    assert!(one.contains(ip("192.0.2.2")), "an IPv4 listener's peer");
+    assert!(one.contains(ip("::ffff:192.0.2.2")), "a dual-stack listener's peer");
+    assert!(!one.contains(ip("192.0.2.3")));
+    assert!(!one.contains(ip("::192.0.2.2")), "the old compatible form is not mapped");
+
+    let block: Allowlist = "::ffff:192.0.2.0/120".parse().expect("valid list");
+    assert_eq!(block.to_string(), "192.0.2.0/24");
+    assert!(block.contains(ip("192.0.2.200")));
+    assert!(!block.contains(ip("192.0.3.1")));
+
+    let every_v4: Allowlist = "::ffff:0:0/96".parse().expect("valid list");
+    assert_eq!(every_v4.to_string(), "0.0.0.0/0");
+    assert!(every_v4.contains(ip("203.0.113.9")));
+    assert!(!every_v4.contains(ip("::1")), "still IPv4 only");
+    assert!(!every_v4.contains(ip("2001:db8::1")));
+
+    // Built in code rather than parsed: the same rule.
+    let built = Allowlist::new(vec![cidr("::ffff:10.0.0.0/104"), cidr("::1/128")]);
+    assert_eq!(built.to_string(), "10.0.0.0/8,::1/128");
+    assert!(built.contains(ip("10.9.8.7")));
+
+    // A Cidr on its own is still taken exactly as written.
+    assert_eq!(cidr("::ffff:0.0.0.0/96").to_string(), "::ffff:0.0.0.0/96");
+}
+
 /// `loopback` holds 127.0.0.0/8 and ::1/128 only; `any` lets everyone in.
 #[test]
 fn loopback_and_any_lists() {
