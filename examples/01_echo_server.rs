@@ -16,6 +16,7 @@
 
 use netlessons::cli::Command;
 use netlessons::connection::Connection;
+use netlessons::limits::ConnectionCost;
 use netlessons::server::Server;
 use std::io;
 use std::process::ExitCode;
@@ -42,7 +43,14 @@ fn main() -> ExitCode {
 
     // Step 1: bind. This claims the address (IP + port) for us; if another
     // program holds it, this is where we find out.
-    let server = match Server::bind(args.server_config("echo", None)) {
+    // An echo connection holds one thread and its socket, nothing else: the
+    // runner works out the safe connection cap from this.
+    let mut config = args.server_config("echo", None);
+    config.cost = ConnectionCost {
+        threads: 1,
+        files: 1,
+    };
+    let server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("error: {e}");

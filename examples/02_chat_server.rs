@@ -36,6 +36,7 @@
 use netlessons::cli::Command;
 use netlessons::connection::{Connection, SharedStream};
 use netlessons::framing;
+use netlessons::limits::ConnectionCost;
 use netlessons::server::{DEFAULT_STACK_SIZE, Server};
 use netlessons::trace::{Direction, Trace};
 use std::collections::HashMap;
@@ -84,7 +85,14 @@ fn main() -> ExitCode {
     )
     .parse_env();
 
-    let server = match Server::bind(args.server_config("chat", Some(SERVER_FULL))) {
+    let mut config = args.server_config("chat", Some(SERVER_FULL));
+    // Two threads per client (reader and writer) and one socket: the runner
+    // works out the safe connection cap from this.
+    config.cost = ConnectionCost {
+        threads: 2,
+        files: 1,
+    };
+    let server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("error: {e}");

@@ -22,6 +22,7 @@
 //! * [`framing`]: where one message ends and the next begins (lines, length prefixes), with limits.
 //! * [`connection`]: one socket with its buffers, timeouts and trace; used by servers and clients.
 //! * [`server`]: the thread-per-connection runner: allowlist, connection cap, idle timeout, shutdown.
+//! * [`limits`]: how many connections the process can hold safely, from its limits.
 //! * [`durable`]: write to a temporary file, sync, rename, sync the folder: a file whole or not at all.
 //! * [`auth`]: the HMAC challenge-response handshake (both sides) and the users file.
 //! * [`sha256`]: SHA-256, HMAC-SHA256 and a constant-time comparison (std has none).
@@ -37,6 +38,7 @@ pub mod cli;
 pub mod connection;
 pub mod durable;
 pub mod framing;
+pub mod limits;
 pub mod server;
 pub mod sha256;
 pub mod subnet;

@@ -12,7 +12,13 @@
 //! 1. **Who may connect.** A peer outside the [`Allowlist`] is closed before a
 //!    single byte is read or written.
 //! 2. **How many at once.** Past `max_conns`, a client gets the example's
-//!    refusal (`busy_reply`) and is closed; threads are not free.
+//!    refusal (`busy_reply`) and is closed; threads are not free. Even
+//!    without `--max-conns` there is a cap: what the process's limits allow
+//!    safely ([`crate::limits`]), printed at start as `at most N connections
+//!    at once (limited by …)`. Spawning past those limits does not fail
+//!    politely: std aborts the whole process when a new thread cannot map its
+//!    signal stack, so without the cap one flood of connections would end
+//!    the server for everyone.
 //! 3. **How long.** Each [`Connection`] gets the idle timeout, so a silent
 //!    client cannot hold a thread forever.
 //!
@@ -31,6 +37,7 @@
 //! ```
 
 use crate::connection::{Connection, LINE_TIMEOUT, SharedStream};
+use crate::limits::{self, Budget, ConnectionCost};
 use crate::subnet::Allowlist;
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -49,8 +56,13 @@ pub struct ServerConfig {
     pub addr: String,
     /// Who may connect. Default: [`Allowlist::local_networks`].
     pub allow: Allowlist,
-    /// At most this many clients at once (`None`: no limit).
+    /// At most this many clients at once (`None`: as many as the process can
+    /// hold safely, see [`crate::limits`]). A larger figure is lowered to that,
+    /// with a warning, when the server is bound.
     pub max_conns: Option<usize>,
+    /// What one connection costs in threads and open files, from which the
+    /// safe cap is worked out (the chat server's clients take two threads).
+    pub cost: ConnectionCost,
     /// Drop a client that completes no message for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Drop a client whose line, once started, is not finished within this
@@ -74,13 +86,14 @@ pub struct ServerConfig {
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
 impl ServerConfig {
-    /// A configuration with the course defaults: local networks only, no
-    /// connection limit, no idle timeout, no trace.
+    /// A configuration with the course defaults: local networks only, as many
+    /// connections as the process can hold safely, no idle timeout, no trace.
     pub fn new(addr: impl Into<String>) -> ServerConfig {
         ServerConfig {
             addr: addr.into(),
             allow: Allowlist::local_networks(),
             max_conns: None,
+            cost: ConnectionCost::default(),
             idle_timeout: None,
             line_timeout: Some(LINE_TIMEOUT),
             trace: false,
@@ -127,15 +140,19 @@ impl Shared {
     }
 }
 
-/// Removes a connection from [`Live`] when its thread ends, even by a panic.
+/// Removes a connection from [`Live`] when its thread ends, even by a panic,
+/// and gives its threads and files back to the process's [`Budget`].
 struct Registration {
     shared: Arc<Shared>,
     id: u64,
+    budget: &'static Budget,
+    cost: ConnectionCost,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         self.shared.live().conns.remove(&self.id);
+        self.budget.give_back(self.cost);
         self.shared.ended.notify_all();
     }
 }
@@ -145,7 +162,12 @@ impl Server {
     ///
     /// The error for a port already in use says so in plain words, since it
     /// is the first problem everyone meets (often an earlier run still alive).
-    pub fn bind(config: ServerConfig) -> io::Result<Server> {
+    ///
+    /// This is also where the connection cap is settled: what the process's
+    /// limits allow (printed once per process on stderr), or `max_conns` if
+    /// that is lower.
+    pub fn bind(mut config: ServerConfig) -> io::Result<Server> {
+        config.max_conns = Some(safe_cap(config.max_conns, config.cost));
         let listener = TcpListener::bind(&config.addr).map_err(|e| bind_error(&config.addr, e))?;
         let local_addr = listener.local_addr()?;
         Ok(Server {
@@ -225,13 +247,17 @@ impl Server {
             return;
         }
         let shared_stream = SharedStream::new(stream);
+        let budget = limits::budget();
+        let cost = self.config.cost;
         let id = {
             let mut live = self.shared.live();
-            if self
+            // Two caps: this server's own, and what the whole process can
+            // still spend (the mail relay's two listeners share it).
+            let full = self
                 .config
                 .max_conns
-                .is_some_and(|max| live.conns.len() >= max)
-            {
+                .is_some_and(|max| live.conns.len() >= max);
+            if full || !budget.try_take(cost) {
                 drop(live);
                 log(format_args!("{peer} refused: server full"));
                 refuse(shared_stream.socket(), self.config.busy_reply.as_deref());
@@ -245,6 +271,8 @@ impl Server {
         let registration = Registration {
             shared: Arc::clone(&self.shared),
             id,
+            budget,
+            cost,
         };
         let handler = Arc::clone(handler);
         let trace = self.config.trace;
@@ -319,6 +347,30 @@ fn wake_address(local: SocketAddr) -> SocketAddr {
         ip => ip,
     };
     SocketAddr::new(ip, local.port())
+}
+
+/// The connection cap for a server whose connections cost `cost`: what the
+/// process can hold safely, or `asked` if that is lower. The first server of
+/// the process says what the cap is and why; asking for more gets a warning.
+fn safe_cap(asked: Option<usize>, cost: ConnectionCost) -> usize {
+    static TOLD: AtomicBool = AtomicBool::new(false);
+    let (safe, why) = limits::budget().connections(cost);
+    if !TOLD.swap(true, Ordering::SeqCst) {
+        log(format_args!(
+            "at most {safe} connections at once (limited by {why})"
+        ));
+    }
+    match asked {
+        Some(n) if n > safe => {
+            log(format_args!(
+                "warning: --max-conns {n} is more than this process can hold safely \
+                 ({why}); using {safe}"
+            ));
+            safe
+        }
+        Some(n) => n,
+        None => safe,
+    }
 }
 
 /// Sends the refusal (if any) and closes. The write cannot block for long:

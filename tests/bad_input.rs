@@ -2163,3 +2163,134 @@ fn max_conns_flood_mail_relay() {
     assert_eq!(all_files(&spool), Vec::<String>::new());
     threads_settle(&ctx, &server, before);
 }
+
+// ---------------------------------------------------------------------------
+// A flood past the safe cap of a server with low limits
+// ---------------------------------------------------------------------------
+
+/// The open-files limit the low-limit servers run under (`ulimit -n`).
+const LOW_NOFILE: usize = 64;
+/// Connections the flood holds open at once: well past what 64 files allow.
+const LOW_FLOOD: usize = 150;
+
+/// Starts `example` (with `args`) under `ulimit -n 64`, from a shell that
+/// lowers the limit and then becomes the server (`exec`), so the limit is
+/// the server's own and nothing else on the machine is touched. Returns the
+/// server and the cap it announced.
+fn start_with_low_limit(example: &str, args: &[&str]) -> (Server, usize) {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -n {LOW_NOFILE} && exec \"$0\" \"$@\""))
+        .arg(common::example_path(example))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args);
+    let server = Server::start_command(example, cmd, 1);
+    let told = "connections at once (limited by open files (ulimit -n 64)";
+    server.expect_stderr(told, REPLY_TIMEOUT);
+    let log = server.stderr();
+    let line = log.lines().find(|l| l.contains(told)).unwrap();
+    let cap: usize = line
+        .strip_prefix("at most ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{example}: no number in {line:?}"));
+    assert!(
+        (1..LOW_NOFILE).contains(&cap),
+        "{example}: a cap of {cap} cannot fit in {LOW_NOFILE} open files"
+    );
+    (server, cap)
+}
+
+/// Echo under `ulimit -n 64` with no `--max-conns`: it announces a cap that
+/// fits its files; of 150 clients held at once exactly that many are echoed
+/// and every other one is closed without a byte at once (none is left
+/// waiting, unanswered, behind a failing `accept`); the admitted ones keep
+/// echoing, and once the flood has gone a new client is served.
+#[test]
+fn low_limit_flood_echo() {
+    if !reference_only(ECHO, "low_limit_flood_echo") {
+        return;
+    }
+    let (mut server, cap) = start_with_low_limit(ECHO, &[]);
+    let addr = server.addr();
+    let mut admitted = Vec::new();
+    for i in 0..LOW_FLOOD {
+        let mut stream = raw(addr);
+        stream.write_all(b"x").unwrap();
+        let mut back = [0u8; 1];
+        match stream.read(&mut back) {
+            Ok(1) => admitted.push(stream),
+            Ok(_) => {} // closed without a byte: the refusal
+            Err(e) => panic!(
+                "client {i} of the flood got neither its echo nor a refusal: {e}\n{}",
+                server.stderr()
+            ),
+        }
+    }
+    assert_eq!(
+        admitted.len(),
+        cap,
+        "clients served beside the announced cap"
+    );
+    for stream in &mut admitted {
+        stream.write_all(b"y").unwrap();
+        let mut back = [0u8; 1];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"y");
+    }
+    drop(admitted);
+    eventually_admitted("echo under ulimit -n 64", || {
+        let mut stream = raw(addr);
+        stream.write_all(b"z").unwrap();
+        let mut back = [0u8; 1];
+        matches!(stream.read(&mut back), Ok(1))
+    });
+    assert!(server.is_running(), "{}", server.stderr());
+}
+
+/// Chat (two threads a client) under `ulimit -n 64` with `--max-conns 1000`:
+/// the larger figure is lowered with a warning; of 150 clients held at once
+/// exactly the cap get `* welcome`, every other one `! server full` at once;
+/// the room still talks, and after the flood a new client gets in.
+#[test]
+fn low_limit_flood_chat() {
+    if !reference_only(CHAT, "low_limit_flood_chat") {
+        return;
+    }
+    let (mut server, cap) = start_with_low_limit(CHAT, &["--max-conns", "1000"]);
+    server.expect_stderr("warning: --max-conns 1000 is more than", REPLY_TIMEOUT);
+    let addr = server.addr();
+    let mut admitted = Vec::new();
+    for i in 0..LOW_FLOOD {
+        let mut stream = raw(addr);
+        let mut first = Vec::new();
+        let mut byte = [0u8; 1];
+        while !first.ends_with(b"\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => first.push(byte[0]),
+                other => panic!(
+                    "client {i} of the flood got {} then {other:?}, not a welcome or a \
+                     refusal\n{}",
+                    show(&first),
+                    server.stderr()
+                ),
+            }
+        }
+        if first.starts_with(b"* welcome") {
+            admitted.push(stream);
+        } else {
+            assert_eq!(show(&first), show(b"! server full\n"), "client {i}");
+        }
+    }
+    assert_eq!(
+        admitted.len(),
+        cap,
+        "clients in the room beside the announced cap"
+    );
+    drop(admitted);
+    eventually_admitted("chat under ulimit -n 64", || {
+        let mut stream = raw(addr);
+        raw_line(&mut stream).starts_with("* welcome")
+    });
+    assert!(server.is_running(), "{}", server.stderr());
+}

@@ -413,9 +413,15 @@ fn mapped_entries_are_stored_as_their_ipv4_block() {
     assert_eq!(one.to_string(), "192.0.2.2/32");
     assert_eq!(one.cidrs(), &[cidr("192.0.2.2/32")]);
     assert!(one.contains(ip("192.0.2.2")), "an IPv4 listener's peer");
-    assert!(one.contains(ip("::ffff:192.0.2.2")), "a dual-stack listener's peer");
+    assert!(
+        one.contains(ip("::ffff:192.0.2.2")),
+        "a dual-stack listener's peer"
+    );
     assert!(!one.contains(ip("192.0.2.3")));
-    assert!(!one.contains(ip("::192.0.2.2")), "the old compatible form is not mapped");
+    assert!(
+        !one.contains(ip("::192.0.2.2")),
+        "the old compatible form is not mapped"
+    );
 
     let block: Allowlist = "::ffff:192.0.2.0/120".parse().expect("valid list");
     assert_eq!(block.to_string(), "192.0.2.0/24");
