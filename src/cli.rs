@@ -4,7 +4,8 @@
 //! and plain positional words, prints usage for `--help` (exit status 0), and
 //! answers a mistake with one clear line plus the usage (exit status 2, the
 //! usual code for "you called me wrong"). Real programs use a crate such as
-//! `clap` for this; ours is std-only, so here is the hundred-line version.
+//! `clap` for this; ours is std-only, so here is a small one (about 250 lines
+//! without its tests).
 //!
 //! ```
 //! use netlessons::cli::Command;
@@ -379,6 +380,36 @@ impl Matches {
             .map(Duration::from_secs)
     }
 
+    /// A whole number, or `default` when the option is absent; exits 2 on
+    /// anything else.
+    pub fn number(&self, long: &str, default: usize) -> usize {
+        self.parse_value(long).unwrap_or(default)
+    }
+
+    /// Like [`number`](Matches::number), but at least 1 (a count of
+    /// connections or rounds, where 0 would measure nothing).
+    pub fn positive(&self, long: &str, default: usize) -> usize {
+        let n = self.number(long, default);
+        if n == 0 {
+            self.fail(&format!("{long} must be at least 1"));
+        }
+        n
+    }
+
+    /// A size such as `64`, `8K`, `64M` or `1G` (see [`parse_size`]), or
+    /// `default` when the option is absent; exits 2 on anything else.
+    pub fn size(&self, long: &str, default: usize) -> usize {
+        let Some(text) = self.get(long) else {
+            return default;
+        };
+        match parse_size(text) {
+            Some(n) => n,
+            None => self.fail(&format!(
+                "invalid size '{text}' for {long}: use a number such as 64, 8K, 64M or 1G"
+            )),
+        }
+    }
+
     /// Prints `error: message`, the usage line and a pointer to `--help` to
     /// stderr, then exits 2.
     pub fn fail(&self, message: &str) -> ! {
@@ -405,6 +436,42 @@ impl Matches {
         config.busy_reply = busy_reply.map(<[u8]>::to_vec);
         config
     }
+}
+
+/// Parses a size in bytes: digits, then optionally `K`, `M` or `G` (either
+/// case; powers of 1024, as `dd` and `ulimit` count). Zero and overflow are
+/// `None`.
+///
+/// ```
+/// use netlessons::cli::parse_size;
+///
+/// assert_eq!(parse_size("64"), Some(64));
+/// assert_eq!(parse_size("8k"), Some(8 * 1024));
+/// assert_eq!(parse_size("1G"), Some(1 << 30));
+/// assert_eq!(parse_size("3X"), None);
+/// assert_eq!(parse_size("0"), None);
+/// ```
+pub fn parse_size(text: &str) -> Option<usize> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, ' '),
+    };
+    let scale: usize = match unit {
+        ' ' => 1,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        _ => return None,
+    };
+    // `parse` alone would accept a leading `+`; sizes are plain digits.
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&n| n > 0)
 }
 
 #[cfg(test)]
@@ -447,6 +514,27 @@ mod tests {
     }
 
     /// Mistakes name the option; --help returns the usage, which hides hidden options.
+    /// Sizes take K, M or G; zero, signs, other units and overflow are refused.
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("1"), Some(1));
+        assert_eq!(parse_size("64M"), Some(64 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        for bad in [
+            "",
+            "K",
+            "0",
+            "0K",
+            "+5",
+            "-5",
+            "3X",
+            "1.5M",
+            "99999999999999999999G",
+        ] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+    }
+
     #[test]
     fn errors_and_help() {
         let Err(CliError::Usage { message, .. }) = demo().parse(args(&["--bogus"])) else {

@@ -108,6 +108,65 @@ fn echo_mode_reports_requests_rates_and_percentiles() {
     assert!(number(&fields, "p99_ms") <= number(&fields, "max_ms"));
 }
 
+/// `--histogram`: after the report line come ten bars whose counts add up to
+/// the requests, with bounds that rise to the slowest round trip.
+#[test]
+fn histogram_shows_every_request_in_ten_rising_buckets() {
+    if !common::reference_only(
+        TESTER,
+        "histogram_shows_every_request_in_ten_rising_buckets",
+    ) {
+        return;
+    }
+    let server = Server::start("01_echo_server", &[]);
+    let addr = server.addr().to_string();
+    let mut args: Vec<&str> = "echo --conns 3 --rounds 40 --histogram"
+        .split(' ')
+        .collect();
+    args.extend(["--addr", &addr]);
+    let output = run(&args, &[]);
+    assert_clean(&output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines();
+    let first = lines.next().unwrap_or_default();
+    assert!(first.starts_with("echo "), "report line first: {stdout}");
+    let max_ms: f64 = first
+        .split(' ')
+        .find_map(|w| w.strip_prefix("max_ms="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no max_ms in {first:?}"));
+    assert_eq!(lines.next(), Some("latency histogram (ms):"), "{stdout}");
+    let bars: Vec<(f64, u64, usize)> = lines
+        .map(|line| {
+            // "      0.083 [230]     |■■■■"
+            let (head, bar) = line
+                .split_once('|')
+                .unwrap_or_else(|| panic!("no bar in {line:?}"));
+            let mut words = head.split_whitespace();
+            let bound: f64 = words.next().and_then(|w| w.parse().ok()).unwrap();
+            let count = words
+                .next()
+                .and_then(|w| w.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+                .unwrap_or_else(|| panic!("no [count] in {line:?}"));
+            assert!(bar.chars().all(|c| c == '■'), "{line:?}");
+            (bound, count, bar.chars().count())
+        })
+        .collect();
+    assert_eq!(bars.len(), 10, "ten buckets: {stdout}");
+    assert_eq!(
+        bars.iter().map(|b| b.1).sum::<u64>(),
+        120,
+        "3 x 40 requests"
+    );
+    assert!(bars.windows(2).all(|w| w[0].0 <= w[1].0), "rising bounds");
+    assert!(
+        (bars[9].0 - max_ms).abs() < 0.002,
+        "last bound is the slowest"
+    );
+    let fullest = bars.iter().max_by_key(|b| b.1).unwrap();
+    assert_eq!(fullest.2, 40, "the fullest bucket has the longest bar");
+}
+
 /// `--per-thread K`: one thread drives K connections in lock-step. Every
 /// connection is still opened and does every one of its round trips.
 #[test]
