@@ -98,13 +98,11 @@ fn an_idle_client_does_not_block_others() {
 #[test]
 fn client_example_echoes_stdin_lines() {
     let server = Server::start(SERVER, &[]);
-    AssertCommand::from_std(common::command(CLIENT))
-        .args(["--addr", &server.addr().to_string()])
-        .write_stdin("hello\nsecond line\n\nlast without newline")
-        .timeout(Duration::from_secs(30))
-        .assert()
-        .success()
-        .stdout("hello\nsecond line\n\nlast without newline\n");
+    run_client(
+        &server.addr().to_string(),
+        b"hello\nsecond line\n\nlast without newline",
+    )
+    .expect_stdout(b"hello\nsecond line\n\nlast without newline\n");
 }
 
 /// The client example explains a refused connection and exits non-zero.
@@ -393,13 +391,8 @@ fn dribbling_echo_server(piece: usize) -> std::net::SocketAddr {
 #[test]
 fn exercise_1_client_reassembles_split_replies() {
     let addr = dribbling_echo_server(3);
-    AssertCommand::from_std(common::command(CLIENT))
-        .args(["--addr", &addr.to_string()])
-        .write_stdin("partial reads\nare normal\n")
-        .timeout(Duration::from_secs(30))
-        .assert()
-        .success()
-        .stdout("partial reads\nare normal\n");
+    run_client(&addr.to_string(), b"partial reads\nare normal\n")
+        .expect_stdout(b"partial reads\nare normal\n");
 }
 
 /// Exercise (chapter 3): the client handles a 100 000-byte line, far more
@@ -410,13 +403,22 @@ fn exercise_2_client_handles_long_lines() {
     let long: String = (0..100_000)
         .map(|i| (b'a' + (i % 26) as u8) as char)
         .collect();
-    AssertCommand::from_std(common::command(CLIENT))
-        .args(["--addr", &server_addr.to_string()])
-        .write_stdin(format!("{long}\nshort\n"))
-        .timeout(Duration::from_secs(30))
-        .assert()
-        .success()
-        .stdout(format!("{long}\nshort\n"));
+    let lines = format!("{long}\nshort\n");
+    run_client(&server_addr.to_string(), lines.as_bytes()).expect_stdout(lines.as_bytes());
+}
+
+/// Runs the client example (or a learner's client) against `addr` with
+/// `stdin`, to its end, for at most 30 s; failures show what was sent,
+/// expected and printed, cut to fit a screen.
+fn run_client(addr: &str, stdin: &[u8]) -> common::report::Finished {
+    let mut cmd = common::command(CLIENT);
+    cmd.args(["--addr", addr]);
+    common::report::run_to_end(
+        &common::describe(CLIENT),
+        cmd,
+        stdin,
+        Duration::from_secs(30),
+    )
 }
 
 /// A client that vanishes mid-stream without reading its echo does not

@@ -67,7 +67,7 @@ impl Chatter {
 
     /// The next line from the server, without its `\n`.
     fn line(&mut self) -> String {
-        self.line_or(|e| format!("no line from the server: {e}"))
+        self.line_or(|e| format!("no line came from the server ({})", why_none(&e)))
     }
 
     /// Like [`line`](Chatter::line), with `why` explaining a read error.
@@ -92,8 +92,17 @@ impl Chatter {
 
     /// Asserts the next line is exactly `want`.
     fn expect(&mut self, want: &str) {
-        let got = self.line();
-        assert_eq!(got, want, "{}: unexpected line from the server", self.name);
+        let got = self.line_or(|e| {
+            format!(
+                "expected the line {want:?}, but no line came ({})",
+                why_none(&e)
+            )
+        });
+        assert!(
+            got == want,
+            "{}: wrong line from the server\n  expected: {want:?}\n  came:     {got:?}",
+            self.name
+        );
     }
 
     /// Asserts the next line is an error (`! …`) and returns it.
@@ -131,6 +140,17 @@ impl Chatter {
                 self.name
             ),
         }
+    }
+}
+
+/// Why a read found no line, in words: a timeout is the server staying silent.
+fn why_none(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
+            "the server sent nothing for {:?}",
+            common::IO_TIMEOUT
+        ),
+        _ => format!("reading failed: {e}"),
     }
 }
 

@@ -13,6 +13,8 @@ use assert_cmd::Command as AssertCommand;
 use common::{
     Rng, Server, dir_entries, file_login_lines, have, override_command, reference_only, temp_dir,
 };
+use common::fake::FakeServer;
+use common::report::assert_bytes;
 use netlessons::auth;
 use netlessons::sha256::{sha256, to_hex};
 use predicates::prelude::*;
@@ -32,6 +34,9 @@ const USERS: &str = "# the test users\nlearner:correct-horse-battery-staple\nada
 
 /// How long a client example may run.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a fake server's conversation may go on after its client has
+/// exited: anything the client sent is already there, so a few seconds.
+const FAKE_AFTER_CLIENT: Duration = Duration::from_secs(10);
 
 /// One test's folders: `dir/root` is served, `dir/users.txt` lists the users,
 /// and `dir` itself is "outside the root", where nothing may ever change.
@@ -216,14 +221,35 @@ impl Raw {
     }
 }
 
-/// The client example (or a learner's client), run in `cwd` against `addr`
-/// with the test secret in `NETLESSONS_SECRET`.
+/// The client example (or a learner's client) working in `cwd` against
+/// `addr`, with the test secret in `NETLESSONS_SECRET`.
+///
+/// A learner's client runs from the crate's folder (so a relative path to
+/// it works), so file arguments are given in full: `put PATH` and `-o PATH`
+/// are made absolute, and under an override a `get NAME` without `-o`
+/// gets `-o cwd/NAME`, where the reference would save it.
 fn client(addr: SocketAddr, cwd: &Path, args: &[&str]) -> AssertCommand {
-    let mut cmd = AssertCommand::from_std(common::command(CLIENT));
-    cmd.current_dir(cwd)
-        .env("NETLESSONS_SECRET", SECRET)
+    let mut full: Vec<String> = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        let is_path = i > 0 && matches!(args[i - 1], "put" | "-o" | "--output");
+        full.push(if is_path {
+            cwd.join(arg).display().to_string()
+        } else {
+            arg.to_string()
+        });
+    }
+    if override_command(CLIENT).is_some()
+        && args.first() == Some(&"get")
+        && !args.contains(&"-o")
+        && args.len() == 2
+    {
+        full.push("-o".to_string());
+        full.push(cwd.join(args[1]).display().to_string());
+    }
+    let mut cmd = AssertCommand::from_std(common::command_in(CLIENT, cwd));
+    cmd.env("NETLESSONS_SECRET", SECRET)
         .args(["--addr", &addr.to_string(), "--user", "learner"])
-        .args(args)
+        .args(full)
         .timeout(CLIENT_TIMEOUT);
     cmd
 }
@@ -638,7 +664,8 @@ fn client_dropped_mid_upload_leaves_nothing() {
         assert!(clean, "after dropping {name}: {:?}", setup.root_entries());
     }
     let mut raw = Raw::login(server.addr(), "learner", SECRET);
-    assert_eq!(raw.get("old.bin").unwrap(), b"old");
+    let old = raw.get("old.bin").expect("GET old.bin");
+    assert_bytes("GET old.bin after the dropped uploads", b"old", b"old", &old);
     assert_eq!(raw.get("fresh.bin"), Err("ERR no such file".to_string()));
 }
 
@@ -667,10 +694,11 @@ fn server_killed_mid_upload_leaves_nothing_after_restart() {
         );
     }
     server.kill();
-    assert_eq!(
-        fs::read(setup.root.join("old.bin")).unwrap(),
+    assert_bytes(
+        "old.bin on disk after the kill (the old file was damaged)",
         b"old",
-        "the old file was damaged"
+        b"old",
+        &fs::read(setup.root.join("old.bin")).unwrap(),
     );
 
     let server = setup.start(&[]);
@@ -680,7 +708,8 @@ fn server_killed_mid_upload_leaves_nothing_after_restart() {
     assert!(clean, "leftovers after restart: {:?}", setup.root_entries());
     let mut raw = Raw::login(server.addr(), "learner", SECRET);
     assert_eq!(raw.list().len(), 1);
-    assert_eq!(raw.get("old.bin").unwrap(), b"old");
+    let old = raw.get("old.bin").expect("GET old.bin");
+    assert_bytes("GET old.bin after the restart", b"old", b"old", &old);
 }
 
 /// Uploads over `--max-size` are refused before `READY`; one at the limit is fine.
@@ -740,12 +769,8 @@ fn concurrent_uploads_of_one_name_leave_one_whole_file() {
 
 /// A fake server that does the handshake with `secret` (so a client with
 /// the same secret accepts it), then answers one GET with `header` and `body`.
-fn fake_server(secret: &'static str, header: String, body: Vec<u8>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+fn fake_server(secret: &'static str, header: String, body: Vec<u8>) -> FakeServer<()> {
+    FakeServer::start("a fake file server sending a damaged body", move |stream| {
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut writer = stream;
         let sn = auth::new_nonce().unwrap();
@@ -753,6 +778,11 @@ fn fake_server(secret: &'static str, header: String, body: Vec<u8>) -> SocketAdd
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
         let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            words.len() == 4 && words[0] == "AUTH",
+            "expected 'AUTH <user> <nonce> <proof>', got {}",
+            common::report::show(line.as_bytes())
+        );
         writeln!(
             writer,
             "OK {}",
@@ -766,8 +796,7 @@ fn fake_server(secret: &'static str, header: String, body: Vec<u8>) -> SocketAdd
         // Then end our side: a short body is all the client will ever get.
         writer.shutdown(std::net::Shutdown::Write).unwrap();
         let _ = reader.read_to_end(&mut Vec::new());
-    });
-    addr
+    })
 }
 
 /// A download whose bytes do not match the digest, or that is cut short, is
@@ -777,35 +806,38 @@ fn fake_server(secret: &'static str, header: String, body: Vec<u8>) -> SocketAdd
 fn client_example_refuses_a_damaged_download() {
     let setup = Setup::new("client-mismatch");
     let header = format!("OK 5 {}", hex_digest(b"hello"));
-    let addr = fake_server(SECRET, header.clone(), b"HELLO".to_vec());
-    let assert = client(addr, &setup.dir, &["get", "greeting.txt"])
+    let fake = fake_server(SECRET, header.clone(), b"HELLO".to_vec());
+    let assert = client(fake.addr(), &setup.dir, &["get", "greeting.txt"])
         .assert()
         .failure();
+    fake.result(FAKE_AFTER_CLIENT);
     if override_command(CLIENT).is_none() {
         assert.stderr(predicate::str::contains("digest mismatch"));
     }
     fs::write(setup.dir.join("existing.txt"), b"keep me").unwrap();
-    let addr = fake_server(SECRET, header, b"HELLO".to_vec());
+    let fake = fake_server(SECRET, header, b"HELLO".to_vec());
     client(
-        addr,
+        fake.addr(),
         &setup.dir,
         &["get", "greeting.txt", "-o", "existing.txt"],
     )
     .assert()
     .failure();
+    fake.result(FAKE_AFTER_CLIENT);
     assert_eq!(
         fs::read(setup.dir.join("existing.txt")).unwrap(),
         b"keep me"
     );
     // A body cut short: the connection closes after 2 of 5 bytes.
-    let addr = fake_server(
+    let fake = fake_server(
         SECRET,
         format!("OK 5 {}", hex_digest(b"hello")),
         b"he".to_vec(),
     );
-    let assert = client(addr, &setup.dir, &["get", "greeting.txt"])
+    let assert = client(fake.addr(), &setup.dir, &["get", "greeting.txt"])
         .assert()
         .failure();
+    fake.result(FAKE_AFTER_CLIENT);
     if override_command(CLIENT).is_none() {
         assert.stderr(
             predicate::str::contains("stopped after")
@@ -1120,35 +1152,34 @@ fn exercise_3_client_lists_files() {
 /// it knows the secret, exits non-zero, and sends it nothing after `AUTH`.
 #[test]
 fn exercise_4_client_refuses_an_impostor() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let fake = thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    let fake = FakeServer::start("an impostor file server", |stream| {
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut writer = stream;
         writeln!(writer, "AUTH HMAC-SHA256 {}", auth::new_nonce().unwrap()).unwrap();
         let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
+        // A client that never answers: the read times out, and the line stays empty.
+        let _ = reader.read_line(&mut line);
         // An impostor does not know the secret, so its "proof" is a guess.
-        writeln!(writer, "OK {}", "0".repeat(64)).unwrap();
+        let _ = writeln!(writer, "OK {}", "0".repeat(64));
         let mut after = Vec::new();
         let _ = reader.read_to_end(&mut after);
         (line, after)
     });
     let dir = temp_dir("ex03-impostor");
-    let assert = client(addr, &dir, &["list"]).assert().failure();
+    let assert = client(fake.addr(), &dir, &["list"]).assert().failure();
+    let output = assert.get_output().clone();
     if override_command(CLIENT).is_none() {
         assert.stderr(predicate::str::contains("impostor"));
     }
-    let (auth_line, after) = fake.join().unwrap();
+    let (auth_line, after) = fake.result_after(FAKE_AFTER_CLIENT, &output);
     assert!(
         auth_line.starts_with("AUTH learner "),
-        "the client answered the challenge: {auth_line:?}"
+        "the client did not answer the challenge with 'AUTH learner <nonce> <proof>': sent {}",
+        common::report::show(auth_line.as_bytes())
     );
     assert!(
         after.is_empty(),
-        "the client went on talking to an impostor: {:?}",
-        String::from_utf8_lossy(&after)
+        "the client went on talking to an impostor: sent {}",
+        common::report::show(&after)
     );
 }

@@ -10,16 +10,33 @@
 //! NETLESSONS_01_ECHO_SERVER="python3 my_echo.py" cargo test --test ex01_echo
 //! ```
 //!
-//! The program is run as `sh -c 'exec <your command> "$@"' sh --addr 127.0.0.1:0 …`,
-//! must honour `--addr`, and must print `listening on ADDR` as its first line
-//! on stdout. Tests of the reference's extra flags (`--allow`, `--max-conns`,
-//! …) are skipped under an override, and say so.
+//! The program is run from the crate's folder (where `Cargo.toml` is, so a
+//! relative path such as `python3 my_echo.py` works) as
+//! `sh -c 'exec <your command> "$@"' sh --addr 127.0.0.1:0 …`, must honour
+//! `--addr`, and must print `listening on ADDR` as its first line on stdout.
+//! A test that wants a client to work in a folder of its own passes that
+//! folder in full paths on the command line, and in `NETLESSONS_WORKDIR`.
+//!
+//! Tests of the reference's extra flags (`--allow`, `--max-conns`, …) are
+//! skipped under an override, and each prints a `skipped …` line with a
+//! running count: cargo's summary counts a skipped test as passed. A test
+//! that checks your program but cannot run here (no root, a missing tool)
+//! fails under an override instead of skipping, so it never passes unchecked.
+//!
+//! No wait is unbounded: a program that exits before printing its address
+//! is reported at once with its last stderr lines, a client that never
+//! connects to a fake server is reported within seconds ([`fake`]), and
+//! failures follow one house style ([`report`]).
 #![allow(dead_code)] // each test file uses a different part of this module
+
+pub mod fake;
+pub mod report;
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -45,17 +62,34 @@ pub fn override_command(example: &str) -> Option<String> {
         .filter(|c| !c.trim().is_empty())
 }
 
+/// Is any example overridden in this run? Then the run checks a learner's
+/// program, and a test that cannot check it must fail rather than skip.
+pub fn any_override() -> bool {
+    std::env::vars().any(|(k, v)| k.starts_with("NETLESSONS_0") && !v.trim().is_empty())
+}
+
 /// True if `example` runs the reference implementation. Otherwise prints
 /// that the test `what` was skipped (it checks a reference-only feature).
 pub fn reference_only(example: &str, what: &str) -> bool {
     if override_command(example).is_some() {
-        say(&format!(
-            "skipped under {}: {what} (a feature of the reference example, not of the exercise)",
+        skipped(&format!(
+            "{what} under {} (it checks a feature of the reference example, not of the exercise)",
             override_var(example)
         ));
         return false;
     }
     true
+}
+
+/// Says on the real stderr that a test was skipped, and why, with a running
+/// count: libtest has no "skipped" result, so its summary counts the test
+/// as passed, and these lines are the honest count.
+pub fn skipped(why: &str) {
+    static SKIPPED: AtomicUsize = AtomicUsize::new(0);
+    let n = SKIPPED.fetch_add(1, Ordering::SeqCst) + 1;
+    say(&format!(
+        "skipped {why} [{n} skipped so far in this run; cargo's summary counts them as passed]"
+    ));
 }
 
 /// Writes a note on the real stderr (libtest captures `eprintln!`).
@@ -64,6 +98,10 @@ pub fn say(text: &str) {
 }
 
 /// Is a command-line tool installed? If not, say the test is skipped.
+///
+/// Under an override the test is checking a learner's program, so a
+/// missing tool fails it instead: a check that did not run must not pass.
+#[track_caller]
 pub fn have(tool: &str, test: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -71,7 +109,11 @@ pub fn have(tool: &str, test: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !found {
-        say(&format!("skipped {test}: `{tool}` is not installed"));
+        assert!(
+            !any_override(),
+            "{test} cannot check your program: `{tool}` is not installed (install it and run again)"
+        );
+        skipped(&format!("{test}: `{tool}` is not installed"));
     }
     found
 }
@@ -119,18 +161,50 @@ pub fn example_path(name: &str) -> PathBuf {
     path
 }
 
-/// A `Command` that runs `example`: the learner's program under an override,
-/// else the reference example.
+/// The crate's folder, where an overridden command runs.
+pub fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `Command` that runs `example`: the learner's program under an override
+/// (run from the crate's folder, as README says), else the reference example.
 pub fn command(example: &str) -> Command {
     match override_command(example) {
         // `exec` replaces the shell with the program, so that killing the
         // child kills the program itself, not just a shell around it.
         Some(cmd) => {
             let mut c = Command::new("sh");
-            c.args(["-c", &format!("exec {cmd} \"$@\""), "sh"]);
+            c.args(["-c", &format!("exec {cmd} \"$@\""), "sh"])
+                .current_dir(crate_dir());
             c
         }
         None => Command::new(example_path(example)),
+    }
+}
+
+/// Like [`command`], for a test that works in the folder `dir`. The
+/// reference runs in `dir`; a learner's program still runs from the
+/// crate's folder (so its relative path works) and finds `dir` in
+/// `NETLESSONS_WORKDIR`. Either way, give file arguments as full paths.
+pub fn command_in(example: &str, dir: &Path) -> Command {
+    let mut c = command(example);
+    if override_command(example).is_some() {
+        c.env("NETLESSONS_WORKDIR", dir);
+    } else {
+        c.current_dir(dir);
+    }
+    c
+}
+
+/// How a failure names what ran: the learner's command, or the example.
+pub fn describe(example: &str) -> String {
+    match override_command(example) {
+        Some(cmd) => format!(
+            "{example} (your command `{cmd}` from {}, run from {})",
+            override_var(example),
+            crate_dir().display()
+        ),
+        None => format!("{example} (the reference example)"),
     }
 }
 
@@ -139,6 +213,8 @@ pub fn command(example: &str) -> Command {
 struct Collected {
     text: Mutex<String>,
     grew: Condvar,
+    /// Set when the pipe reached its end (the program closed it or exited).
+    ended: std::sync::atomic::AtomicBool,
 }
 
 /// A running server example. Killed and reaped on drop.
@@ -180,7 +256,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("could not start {example}: {e}"));
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", describe(example)));
         let stderr = Arc::new(Collected::default());
         let stdout = Arc::new(Collected::default());
         // Keep draining stderr (and stdout below) for the server's whole
@@ -198,6 +274,7 @@ impl Server {
                 stdout_sink.grew.notify_all();
                 line.clear();
             }
+            // Dropping `tx` here tells the waiting test that stdout ended.
         });
         let mut server = Server {
             name: example.to_string(),
@@ -211,28 +288,68 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
-                Err(_) => panic!(
-                    "{example} did not print 'listening on ADDR' within {:?}; its stderr:\n{}",
+                // Stdout ended: the program exited (or could not start at
+                // all) before it printed its address. Say so at once.
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{}", server.gone_early()),
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "{} is running but did not print 'listening on ADDR' on stdout within {:?} \
+                     (is the line flushed?)\n  stdout so far: {}\n  its last stderr lines:\n{}",
+                    describe(example),
                     STARTUP_TIMEOUT,
-                    server.stderr()
+                    report::show(server.stdout().as_bytes()),
+                    report::tail(&server.stderr())
                 ),
             };
-            let rest = line
-                .trim_end()
-                .strip_prefix("listening on ")
-                .unwrap_or_else(|| {
-                    panic!("{example}: expected 'listening on ADDR' first on stdout, got {line:?}")
-                });
+            let Some(rest) = line.trim_end().strip_prefix("listening on ") else {
+                panic!(
+                    "{}: expected 'listening on ADDR' as the first line on stdout, got {}\n  \
+                     its last stderr lines:\n{}",
+                    describe(example),
+                    report::show(line.as_bytes()),
+                    report::tail(&server.stderr())
+                )
+            };
             let (addr, label) = match rest.split_once(' ') {
                 Some((addr, label)) => (addr, label.trim_matches(|c| c == '(' || c == ')')),
                 None => (rest, ""),
             };
-            let addr: SocketAddr = addr
-                .parse()
-                .unwrap_or_else(|e| panic!("{example}: bad address in {line:?}: {e}"));
+            let addr: SocketAddr = addr.parse().unwrap_or_else(|e| {
+                panic!(
+                    "{}: bad address in {}: {e}",
+                    describe(example),
+                    report::show(line.as_bytes())
+                )
+            });
             server.listeners.push((label.to_string(), addr));
         }
         server
+    }
+
+    /// The failure message for a server whose stdout ended before its
+    /// `listening on` line(s): its exit status and last stderr lines.
+    fn gone_early(&mut self) -> String {
+        // It closed stdout, so it is exiting: give it a bounded moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                _ if Instant::now() >= deadline => break None,
+                _ => thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        wait_ended(&self.stderr, Duration::from_secs(5));
+        let what = match status {
+            Some(status) if matches!(status.code(), Some(126 | 127)) => {
+                format!("could not start ({})", report::explain_status(status))
+            }
+            Some(status) => format!("exited ({})", report::explain_status(status)),
+            None => "closed its stdout".to_string(),
+        };
+        format!(
+            "{} {what} before printing 'listening on ADDR'; its last stderr lines:\n{}",
+            describe(&self.name),
+            report::tail(&self.stderr())
+        )
     }
 
     /// The (first) listening address.
@@ -295,6 +412,19 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A failing test shows what the server said: a learner's server
+        // that crashed explains itself here, not as a bare "connection reset".
+        if thread::panicking() {
+            let state = match self.child.try_wait() {
+                Ok(Some(status)) => format!("had exited ({})", report::explain_status(status)),
+                _ => "was still running".to_string(),
+            };
+            eprintln!(
+                "when the test failed, {} {state}; its last stderr lines:\n{}",
+                describe(&self.name),
+                report::tail(&self.stderr())
+            );
+        }
         self.kill();
     }
 }
@@ -312,7 +442,22 @@ fn drain(mut from: impl Read + Send + 'static, into: Arc<Collected>) {
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
             into.grew.notify_all();
         }
+        into.ended.store(true, Ordering::SeqCst);
+        into.grew.notify_all();
     });
+}
+
+/// Waits (at most `timeout`) until the pipe behind `collected` has ended.
+fn wait_ended(collected: &Collected, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut text = collected.text.lock().unwrap();
+    while !collected.ended.load(Ordering::SeqCst) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        text = collected.grew.wait_timeout(text, left).unwrap().0;
+    }
 }
 
 fn wait_for(collected: &Collected, needle: &str, timeout: Duration) -> bool {
