@@ -146,10 +146,9 @@ impl Chatter {
 /// Why a read found no line, in words: a timeout is the server staying silent.
 fn why_none(e: &io::Error) -> String {
     match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
-            "the server sent nothing for {:?}",
-            common::IO_TIMEOUT
-        ),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!("the server sent nothing for {:?}", common::IO_TIMEOUT)
+        }
         _ => format!("reading failed: {e}"),
     }
 }

@@ -10,11 +10,11 @@
 mod common;
 
 use assert_cmd::Command as AssertCommand;
+use common::fake::FakeServer;
+use common::report::assert_bytes;
 use common::{
     Rng, Server, dir_entries, file_login_lines, have, override_command, reference_only, temp_dir,
 };
-use common::fake::FakeServer;
-use common::report::assert_bytes;
 use netlessons::auth;
 use netlessons::sha256::{sha256, to_hex};
 use predicates::prelude::*;
@@ -665,7 +665,12 @@ fn client_dropped_mid_upload_leaves_nothing() {
     }
     let mut raw = Raw::login(server.addr(), "learner", SECRET);
     let old = raw.get("old.bin").expect("GET old.bin");
-    assert_bytes("GET old.bin after the dropped uploads", b"old", b"old", &old);
+    assert_bytes(
+        "GET old.bin after the dropped uploads",
+        b"old",
+        b"old",
+        &old,
+    );
     assert_eq!(raw.get("fresh.bin"), Err("ERR no such file".to_string()));
 }
 

@@ -40,7 +40,10 @@ pub fn first_difference(got: &[u8], expected: &[u8]) -> String {
         None if got.len() < expected.len() => {
             format!("what came stops after {} bytes", got.len())
         }
-        None => format!("what came goes on past the expected {} bytes", expected.len()),
+        None => format!(
+            "what came goes on past the expected {} bytes",
+            expected.len()
+        ),
     }
 }
 
