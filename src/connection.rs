@@ -246,6 +246,32 @@ impl Connection {
     /// request sitting in *our* buffer while we wait for the answer to it
     /// would wait forever.
     pub fn read_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
+        self.read_line_clocked(max, None)
+    }
+
+    /// Reads one line of a message made of several lines (an HTTP request
+    /// head, say), where the line clock runs over the *whole* message: every
+    /// line must be finished within the line timeout of the message's first
+    /// byte, not of its own. Pass the same `started` for each line of one
+    /// message, `None` before its first line; it is set when the message's
+    /// first byte is seen.
+    ///
+    /// With [`read_line`](Connection::read_line) alone, a peer could send
+    /// a hundred header lines each just inside its own 30 s, and hold a
+    /// thread for fifty minutes with one request.
+    pub fn read_line_in(
+        &mut self,
+        max: usize,
+        started: &mut Option<Instant>,
+    ) -> io::Result<Option<Vec<u8>>> {
+        self.read_line_clocked(max, Some(started))
+    }
+
+    fn read_line_clocked(
+        &mut self,
+        max: usize,
+        message: Option<&mut Option<Instant>>,
+    ) -> io::Result<Option<Vec<u8>>> {
         self.flush()?;
         // Two clocks run while we wait for a line:
         // * the idle clock, from now: the peer must *complete* a message
@@ -259,14 +285,20 @@ impl Connection {
         // checked_add: a limit too far off to represent means no limit.
         let idle_deadline = idle.and_then(|d| now.checked_add(d));
         let line_limit = self.line_timeout;
-        let mut line_deadline: Option<Instant> = None;
+        // Within a message that has started, the line clock runs from the
+        // message's first byte, even before this line's first byte.
+        let mut line_deadline: Option<Instant> = message
+            .as_deref()
+            .copied()
+            .flatten()
+            .and_then(|start| line_limit.and_then(|l| start.checked_add(l)));
         let mut current = self.current_read_timeout;
         let result = framing::read_line_with(self.buffered_reader(), max, |reader, state| {
             let wanted = match state {
-                // Nothing of the line yet: wait up to the idle timeout.
-                LineState::Idle => idle,
+                // Nothing of the line (or message) yet: wait up to the idle timeout.
+                LineState::Idle if line_deadline.is_none() => idle,
                 // Part of a line is here: wait only until the nearer deadline.
-                LineState::Started => {
+                LineState::Idle | LineState::Started => {
                     if line_deadline.is_none() {
                         line_deadline = line_limit.and_then(|l| Instant::now().checked_add(l));
                     }
@@ -289,6 +321,18 @@ impl Connection {
             Ok(())
         });
         self.current_read_timeout = current;
+        if let Some(started) = message {
+            if started.is_none() && !matches!(result, Ok(None)) {
+                // The message began during this call: when its first byte
+                // arrived if we had to wait for more, else about now.
+                *started = Some(
+                    line_deadline
+                        .zip(line_limit)
+                        .and_then(|(deadline, limit)| deadline.checked_sub(limit))
+                        .unwrap_or_else(Instant::now),
+                );
+            }
+        }
         match result {
             Ok(Some(line)) => {
                 self.trace.line(Direction::Received, &line);
@@ -596,4 +640,17 @@ pub fn connect_error(addr: &str, e: io::Error) -> io::Error {
         _ => "",
     };
     io::Error::new(e.kind(), format!("could not connect to {addr}: {e}{hint}"))
+}
+
+/// A chunked body read through a connection (see [`framing::read_chunked`]):
+/// each chunk-size line runs on the line clock and each chunk's data on the
+/// body clock, as any line or counted body does.
+impl framing::ChunkSource for Connection {
+    fn chunk_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
+        self.read_line(max)
+    }
+
+    fn chunk_data(&mut self, len: u64, mut sink: &mut dyn Write) -> io::Result<()> {
+        self.read_body(len, &mut sink, |_| {})
+    }
 }

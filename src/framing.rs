@@ -12,7 +12,9 @@
 //!
 //! A length often arrives in a header instead, followed by that many bytes of
 //! body (the file server's `OK <size> <sha256>`); [`copy_exact`] moves such a
-//! counted body through one fixed buffer, however large it is.
+//! counted body through one fixed buffer, however large it is. HTTP adds a
+//! third rule, *chunked* bodies: a length line in hex before each piece
+//! ([`read_chunked`]).
 //!
 //! Both rules come with a **maximum size**. Without one, a peer that never sends
 //! `\n` (or announces a 4 GiB frame) makes the server buffer without end until it
@@ -397,6 +399,164 @@ pub fn copy_exact<R: Read + ?Sized>(
         left -= n as u64;
     }
     Ok(())
+}
+
+/// Where [`read_chunked`] gets a chunked body's lines and data from.
+///
+/// Any [`BufRead`] is one (a socket in a `BufReader`, bytes in a `Cursor`);
+/// so is a [`crate::connection::Connection`], whose line and body clocks
+/// then run over every piece of the body as over any other message.
+pub trait ChunkSource {
+    /// One line of at most `max` bytes without its line ending, as
+    /// [`read_line_limited`] reads it (`Ok(None)`: the stream ended).
+    fn chunk_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>>;
+    /// Exactly `len` bytes of data, written to `sink`; a stream that ends
+    /// early is an [`io::ErrorKind::UnexpectedEof`] error.
+    fn chunk_data(&mut self, len: u64, sink: &mut dyn Write) -> io::Result<()>;
+}
+
+impl<R: BufRead + ?Sized> ChunkSource for R {
+    fn chunk_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
+        read_line_limited(self, max)
+    }
+
+    fn chunk_data(&mut self, len: u64, sink: &mut dyn Write) -> io::Result<()> {
+        let copied = io::copy(&mut Read::take(&mut *self, len), sink)?;
+        if copied < len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                ShortSource {
+                    expected: len,
+                    got: copied,
+                },
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The longest chunk-size line [`read_chunked`] accepts (the size in hex
+/// plus any `;name=value` extensions, which it ignores).
+pub const MAX_CHUNK_LINE: usize = 4096;
+
+/// The most trailer lines [`read_chunked`] reads after the last chunk.
+pub const MAX_TRAILERS: usize = 100;
+
+/// Reads one body sent with `Transfer-Encoding: chunked` (RFC 9112 §7.1),
+/// writes its data to `sink` and returns how many data bytes there were.
+///
+/// Chunked framing is chapter 3's length prefix again, written in text: each
+/// chunk is its length in hex on a line of its own, then that many bytes,
+/// then a line ending; a chunk of length 0 ends the body, followed by
+/// optional trailer lines (headers sent after the body) and an empty line.
+/// A sender uses it when it does not know the length in advance:
+///
+/// ```text
+/// 5\r\n
+/// hello\r\n
+/// 7;note=ignored\r\n
+/// , world\r\n
+/// 0\r\n
+/// \r\n
+/// ```
+///
+/// Everything is limited: a body over `max` data bytes is a
+/// [`TooLong`] error (see [`is_too_long`]) raised *before* the oversized
+/// chunk is read, a chunk-size line over [`MAX_CHUNK_LINE`] bytes or more
+/// than [`MAX_TRAILERS`] trailers are too, and a malformed size (not hex,
+/// more than 16 digits, a sign, a space before it) is an
+/// [`io::ErrorKind::InvalidData`] error. Being strict here is a defence:
+/// two programs that disagree on where a chunked body ends can be made to
+/// read a second, hidden request inside the first (*request smuggling*).
+///
+/// ```
+/// use netlessons::framing::read_chunked;
+/// let mut wire = std::io::Cursor::new(b"5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\n\r\nNEXT".to_vec());
+/// let mut body = Vec::new();
+/// assert_eq!(read_chunked(&mut wire, &mut body, 1024)?, 12);
+/// assert_eq!(body, b"hello, world");
+/// assert_eq!(wire.position(), 38); // "NEXT" is still unread
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn read_chunked<S: ChunkSource + ?Sized>(
+    source: &mut S,
+    sink: &mut dyn Write,
+    max: u64,
+) -> io::Result<u64> {
+    let mut total: u64 = 0;
+    loop {
+        let line = source
+            .chunk_line(MAX_CHUNK_LINE)?
+            .ok_or_else(|| chunk_eof("before a chunk size"))?;
+        let size = parse_chunk_size(&line)?;
+        if size == 0 {
+            break;
+        }
+        // Check the limit before reading: the size is only a promise.
+        if total.saturating_add(size) > max {
+            return Err(too_long("chunked body", max));
+        }
+        source.chunk_data(size, sink)?;
+        total += size;
+        // Every chunk's data ends with a line ending and nothing else.
+        match source.chunk_line(0) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(chunk_eof("after a chunk's data")),
+            Err(e) if is_too_long(&e) => return Err(bad_chunk("chunk data longer than its size")),
+            Err(e) => return Err(e),
+        }
+    }
+    // Trailer lines, read and ignored, up to the empty line.
+    for _ in 0..=MAX_TRAILERS {
+        let line = source
+            .chunk_line(MAX_CHUNK_LINE)?
+            .ok_or_else(|| chunk_eof("in the trailers"))?;
+        if line.is_empty() {
+            return Ok(total);
+        }
+    }
+    Err(too_long("trailer section", MAX_TRAILERS as u64))
+}
+
+/// Parses the hex size at the start of a chunk-size line, ignoring any
+/// `;extension` after it (RFC 9112 §7.1.1). At most 16 hex digits, so the
+/// value always fits a `u64`.
+///
+/// ```
+/// use netlessons::framing::parse_chunk_size;
+/// assert_eq!(parse_chunk_size(b"1a")?, 26);
+/// assert_eq!(parse_chunk_size(b"0 ; last")?, 0);
+/// assert!(parse_chunk_size(b"+5").is_err());
+/// assert!(parse_chunk_size(b"").is_err());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn parse_chunk_size(line: &[u8]) -> io::Result<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return Err(bad_chunk("chunk size is not 1 to 16 hex digits"));
+    }
+    let rest = &line[digits..];
+    // After the size: nothing, or optional spaces then ";" and extensions.
+    let after_space = rest.trim_ascii_start();
+    if !(rest.is_empty() || after_space.starts_with(b";")) {
+        return Err(bad_chunk("unexpected bytes after the chunk size"));
+    }
+    let text = std::str::from_utf8(&line[..digits]).map_err(|_| bad_chunk("chunk size"))?;
+    u64::from_str_radix(text, 16).map_err(|_| bad_chunk("chunk size"))
+}
+
+fn bad_chunk(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("malformed chunked body: {what}"),
+    )
+}
+
+fn chunk_eof(where_: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("connection closed inside a chunked body ({where_})"),
+    )
 }
 
 #[cfg(test)]

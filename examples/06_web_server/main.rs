@@ -1,0 +1,568 @@
+//! # 06_web_server: the course, served to your browser
+//!
+//! "The most common type of server you will interact with is a web server."
+//! This one serves the files of one folder over HTTP/1.1 (RFC 9110, RFC
+//! 9112) to any browser, `curl`, `wget` or phone on your network: GET and
+//! HEAD, keep-alive and pipelining, directory listings, caching (`304`) and
+//! ranges (`206`, which is how a video player seeks).
+//!
+//! ```text
+//! cargo doc --no-deps
+//! cargo run --example 06_web_server -- --root target/doc
+//! # then open http://127.0.0.1:8080/netlessons/tutorial/
+//! ```
+//!
+//! The files, in the order a request meets them:
+//!
+//! * `main.rs` (this file): the flags, and one connection's loop: read a
+//!   request, answer it, again, until the connection closes.
+//! * `request.rs`: reading the request head: lines, limits, errors, framing.
+//! * `files.rs`: from a target to a file, safely; listings; MIME types.
+//! * `ranges.rs`: `304 Not Modified` and `206 Partial Content`.
+//! * `response.rs`: the status line, the headers, and the `Date`.
+//!
+//! Chapter 10 (`docs/10-web-server.md`) walks through them.
+
+mod files;
+mod ranges;
+mod request;
+mod response;
+
+use files::{Resolved, Site};
+use netlessons::cli::Command;
+use netlessons::connection::{Connection, MIN_BODY_RATE};
+use netlessons::framing::{self, ChunkSource, is_too_long};
+use netlessons::server::Server;
+use netlessons::trace::{Direction, escape};
+use ranges::{RangeAnswer, Validators};
+use request::{BodyFraming, HeadError, Request};
+use response::{Persistence, Status};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the server listens unless `--addr` says otherwise.
+const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// A body sent to us (a GET may carry one) larger than this gets `413`.
+const MAX_REQUEST_BODY: u64 = 1024 * 1024;
+
+/// A response body up to this size is copied behind its head in one buffer
+/// and both leave in one `write`; a larger one is streamed from the file
+/// after the head. Allocated once per connection, never per request.
+const SMALL_BODY: usize = 16 * 1024;
+
+/// Room for a response head in the same buffer.
+const HEAD_ROOM: usize = 2 * 1024;
+
+/// A big file is sent in steps of this size, so that the reply's clock (see
+/// [`stream_file`]) is checked between steps.
+const STREAM_STEP: u64 = 1024 * 1024;
+
+/// The `404.html` page (chapter 10's exercise) is served if it is at most
+/// this large.
+const MAX_ERROR_PAGE: u64 = 64 * 1024;
+
+/// What a client over `--max-conns` is told before it is closed. It is
+/// written once at start, so it carries no `Date` (a simplification: RFC
+/// 9110 asks for one whenever the server has a clock).
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Server: netlessons-06_web_server\r\nRetry-After: 1\r\nContent-Type: text/html; charset=utf-8\r\n\
+Content-Length: 58\r\nConnection: close\r\n\r\n\
+<!DOCTYPE html>\n<h1>503 Service Unavailable</h1><p>busy\n";
+
+/// Everything a connection thread needs to know.
+struct Config {
+    site: Site,
+    /// Log one line per response (`--quiet` turns it off).
+    log: bool,
+    idle_timeout: Option<Duration>,
+}
+
+fn main() -> ExitCode {
+    let args = Command::new(
+        "06_web_server",
+        "A web server: serves the files under a folder over HTTP/1.1 to browsers, curl and wget.",
+    )
+    .server_options(DEFAULT_ADDR, Some(15))
+    .opt("--root", "DIR", "the folder to serve", Some("."))
+    .flag("--no-listing", "answer 404 for a folder without index.html instead of listing it")
+    .flag("--quiet", "no log line per response (for benchmarks)")
+    .after_help(
+        "Serve this course to your browser:\n  \
+         cargo doc --no-deps\n  \
+         cargo run --example 06_web_server -- --root target/doc\n  \
+         then open http://127.0.0.1:8080/netlessons/tutorial/\n\n\
+         With --addr 0.0.0.0:8080, other devices on your network can connect too.",
+    )
+    .parse_env();
+    let root_arg = PathBuf::from(args.get("--root").unwrap_or("."));
+    // Canonical once, at start: every file served must lie under this path.
+    let root = match fs::canonicalize(&root_arg) {
+        Ok(root) if root.is_dir() => root,
+        Ok(_) => return fail(&format!("--root {} is not a folder", root_arg.display())),
+        Err(e) => return fail(&format!("cannot serve {}: {e}", root_arg.display())),
+    };
+    let mut config = args.server_config("http", Some(BUSY));
+    // A web server sends whole responses and reads whole heads: its thread
+    // stack needs little, but the 503 for the refused must stay tiny.
+    config.busy_reply = Some(BUSY.to_vec());
+    let shared = Arc::new(Config {
+        site: Site {
+            root,
+            listing: !args.flag("--no-listing"),
+        },
+        log: !args.flag("--quiet"),
+        idle_timeout: config.idle_timeout,
+    });
+    let server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(e) => return fail(&e.to_string()),
+    };
+    println!("listening on {}", server.local_addr());
+    let _ = io::stdout().flush();
+    print_welcome(server.local_addr(), &shared.site.root);
+    match server.serve(move |conn| serve_connection(conn, &shared)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+/// Tells a person on stderr what is served and how to look at it.
+fn print_welcome(addr: SocketAddr, root: &Path) {
+    // 0.0.0.0 means "every address of this machine": not one to type into
+    // a browser here, where 127.0.0.1 reaches the same server.
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        match addr {
+            SocketAddr::V4(a) => a.ip().to_string(),
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        }
+    };
+    let mut path = "/";
+    if root.join("netlessons/tutorial/index.html").is_file() {
+        path = "/netlessons/tutorial/"; // the course itself, from `cargo doc`
+    }
+    eprintln!("serving the folder {}", root.display());
+    eprintln!("try:  curl -v http://{host}:{}{path}", addr.port());
+    eprintln!("or open http://{host}:{}{path} in a browser", addr.port());
+    if addr.ip().is_unspecified() {
+        eprintln!("other devices on your network: use this machine's address instead of {host}");
+    }
+}
+
+/// One connection: read a request, answer it, and again, until either side
+/// closes. Requests sent before their answers (pipelining) are simply read
+/// in turn, so they are answered in order.
+fn serve_connection(mut conn: Connection, config: &Config) -> io::Result<()> {
+    // The one buffer this connection's responses are built in (head plus a
+    // small body), reused for every request.
+    let mut out = Vec::with_capacity(HEAD_ROOM + SMALL_BODY);
+    loop {
+        let request = match request::read_head(&mut conn) {
+            Ok(Some(request)) => request,
+            Ok(None) => return Ok(()), // the client closed between requests
+            Err(HeadError::Refuse { status, line }) => {
+                let started = Instant::now();
+                let sent = send_error(&mut conn, &mut out, status, false, Persistence::Close);
+                log(config, &conn, &line, status, sent?, started);
+                return linger_and_close(&conn);
+            }
+            Err(HeadError::Io(e)) => return Err(e),
+        };
+        let (status, sent, persistence) = answer(&mut conn, config, &request, &mut out)?;
+        log(config, &conn, request.line.as_bytes(), status, sent, request.started);
+        if persistence == Persistence::Close {
+            return linger_and_close(&conn);
+        }
+    }
+}
+
+/// Answers one request: checks what the head allows, discards any body the
+/// client sent, then serves the target. Returns the status, the body bytes
+/// sent and what became of the connection.
+fn answer(
+    conn: &mut Connection,
+    config: &Config,
+    request: &Request,
+    out: &mut Vec<u8>,
+) -> io::Result<(Status, u64, Persistence)> {
+    let head_only = request.method == "HEAD";
+    let refusal = match request.method.as_str() {
+        "GET" | "HEAD" => discard_body(conn, request)?.err(),
+        "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "TRACE" | "CONNECT" => {
+            Some(Status::MethodNotAllowed)
+        }
+        _ => Some(Status::NotImplemented),
+    };
+    if let Some(status) = refusal {
+        // The body, if any, is left unread: we close after this answer.
+        let sent = send_error(conn, out, status, head_only, Persistence::Close)?;
+        return Ok((status, sent, Persistence::Close));
+    }
+    let persistence = match (request.keep_alive(), request.minor) {
+        (false, _) => Persistence::Close,
+        (true, 0) => Persistence::KeepAlive10,
+        (true, _) => Persistence::KeepAlive,
+    };
+    let (status, sent) = match files::resolve(&config.site, &request.target) {
+        Resolved::File { file, meta, mime } => {
+            serve_file(conn, config, request, out, (file, meta, mime), persistence)?
+        }
+        Resolved::Redirect(location) => {
+            let page = response::error_page(
+                Status::MovedPermanently,
+                &format!("Moved to <a href=\"{0}\">{0}</a>.", files::html_escape(&location)),
+            );
+            response::start_head(out, Status::MovedPermanently, page.len() as u64);
+            response::header(out, "Location", &location);
+            finish_page(conn, out, page.as_bytes(), head_only, persistence)
+                .map(|n| (Status::MovedPermanently, n))?
+        }
+        Resolved::Listing(html) => {
+            response::start_head(out, Status::Ok, html.len() as u64);
+            finish_page(conn, out, html.as_bytes(), head_only, persistence).map(|n| (Status::Ok, n))?
+        }
+        Resolved::NotFound => not_found(conn, config, out, head_only, persistence)?,
+        Resolved::BadRequest => {
+            let status = Status::BadRequest;
+            let sent = send_error(conn, out, status, head_only, Persistence::Close)?;
+            return Ok((status, sent, Persistence::Close));
+        }
+        Resolved::Forbidden => {
+            let status = Status::Forbidden;
+            (status, send_error(conn, out, status, head_only, persistence)?)
+        }
+    };
+    Ok((status, sent, persistence))
+}
+
+/// Reads and throws away a body sent with a GET or HEAD, so that none of its
+/// bytes is taken for the next request. `Ok(Err(status))`: a body we refuse
+/// (ambiguous framing, too large, malformed chunks).
+fn discard_body(conn: &mut Connection, request: &Request) -> io::Result<Result<(), Status>> {
+    let framing = match request.body_framing() {
+        Ok(framing) => framing,
+        Err(status) => return Ok(Err(status)),
+    };
+    match framing {
+        BodyFraming::None => Ok(Ok(())),
+        BodyFraming::Length(n) if n > MAX_REQUEST_BODY => Ok(Err(Status::ContentTooLarge)),
+        BodyFraming::Length(n) => {
+            conn.read_body(n, &mut io::sink(), |_| {})?;
+            Ok(Ok(()))
+        }
+        BodyFraming::Chunked => {
+            let mut source = BodyClock::new(conn);
+            match framing::read_chunked(&mut source, &mut io::sink(), MAX_REQUEST_BODY) {
+                Ok(_) => Ok(Ok(())),
+                Err(e) if is_too_long(&e) => Ok(Err(Status::ContentTooLarge)),
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Err(Status::BadRequest)),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// A chunked body read through a connection, with one clock over the whole
+/// body: the line timeout plus a second per [`MIN_BODY_RATE`] bytes, as a
+/// counted body has. (Each chunk's own clocks alone would let a client
+/// trickle one-byte chunks for ever.)
+struct BodyClock<'a> {
+    conn: &'a mut Connection,
+    start: Instant,
+    received: u64,
+}
+
+impl<'a> BodyClock<'a> {
+    fn new(conn: &'a mut Connection) -> BodyClock<'a> {
+        BodyClock {
+            conn,
+            start: Instant::now(),
+            received: 0,
+        }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        let allowed = netlessons::connection::LINE_TIMEOUT
+            + Duration::from_secs(self.received / MIN_BODY_RATE);
+        if self.start.elapsed() > allowed {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "chunked body arrived too slowly",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ChunkSource for BodyClock<'_> {
+    fn chunk_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
+        self.check()?;
+        self.conn.chunk_line(max)
+    }
+
+    fn chunk_data(&mut self, len: u64, sink: &mut dyn Write) -> io::Result<()> {
+        self.check()?;
+        self.conn.chunk_data(len, sink)?;
+        self.received += len;
+        Ok(())
+    }
+}
+
+/// Serves a file: `304` if the client's copy is current, else `200`, or
+/// `206`/`416` for a range. Returns the status and the body bytes sent.
+fn serve_file(
+    conn: &mut Connection,
+    config: &Config,
+    request: &Request,
+    out: &mut Vec<u8>,
+    (mut file, meta, mime): (File, fs::Metadata, &'static str),
+    persistence: Persistence,
+) -> io::Result<(Status, u64)> {
+    let size = meta.len();
+    let validators = Validators::of(&meta);
+    let head_only = request.method == "HEAD";
+    let (status, first, len) = if ranges::not_modified(request, &validators) {
+        (Status::NotModified, 0, 0)
+    } else {
+        // A HEAD ignores Range (RFC 9110 §14.2): its answer is the 200's head.
+        let answer = if head_only {
+            RangeAnswer::Whole
+        } else {
+            ranges::range(request, &validators, size)
+        };
+        match answer {
+            RangeAnswer::Whole => (Status::Ok, 0, size),
+            RangeAnswer::Part { first, last } => (Status::PartialContent, first, last - first + 1),
+            RangeAnswer::Unsatisfiable => {
+                let status = Status::RangeNotSatisfiable;
+                let page = response::error_page(status, "That range lies outside the file.");
+                response::start_head(out, status, page.len() as u64);
+                response::header(out, "Content-Range", &format!("bytes */{size}"));
+                let sent = finish_page(conn, out, page.as_bytes(), head_only, persistence)?;
+                return Ok((status, sent));
+            }
+        }
+    };
+    // A 304 carries the validators but no body; its Content-Length is the
+    // one the 200 would have had (RFC 9110 §8.6).
+    response::start_head(out, status, if status == Status::NotModified { size } else { len });
+    response::header(out, "Content-Type", mime);
+    response::header(out, "X-Content-Type-Options", "nosniff");
+    response::header(out, "Last-Modified", &validators.last_modified());
+    response::header(out, "ETag", &validators.etag);
+    response::header(out, "Accept-Ranges", "bytes");
+    if status == Status::PartialContent {
+        let range = format!("bytes {first}-{}/{size}", first + len - 1);
+        response::header(out, "Content-Range", &range);
+    }
+    response::end_head(out, persistence);
+    trace_head(conn, out);
+    if head_only || status == Status::NotModified {
+        write_all(conn, out)?;
+        return Ok((status, 0));
+    }
+    if first > 0 {
+        file.seek(SeekFrom::Start(first))?;
+    }
+    if len <= SMALL_BODY as u64 {
+        // Head and body in one write: one system call, one packet.
+        let head_len = out.len();
+        out.resize(head_len + len as usize, 0);
+        file.read_exact(&mut out[head_len..])?;
+        write_all(conn, out)?;
+    } else {
+        write_all(conn, out)?;
+        stream_file(conn.socket(), &file, len, config.idle_timeout)?;
+    }
+    conn.trace().body(Direction::Sent, len as usize);
+    Ok((status, len))
+}
+
+/// Copies `len` bytes of `file` to the socket. `io::copy` from a file to a
+/// socket uses `sendfile` on Linux: the bytes go from the page cache to the
+/// network without passing through this program at all.
+///
+/// The reply has a clock, as an upload has (see `Connection::read_body`):
+/// each wait for the client to take more is bounded by the idle timeout,
+/// and the whole reply by the idle timeout plus one second per
+/// [`MIN_BODY_RATE`] bytes, so a client that reads a byte now and then
+/// cannot hold the thread for ever.
+fn stream_file(
+    socket: &TcpStream,
+    file: &File,
+    len: u64,
+    idle: Option<Duration>,
+) -> io::Result<()> {
+    let start = Instant::now();
+    let mut left = len;
+    let result = (|| {
+        while left > 0 {
+            if let Some(idle) = idle {
+                let allowed = idle + Duration::from_secs((len - left) / MIN_BODY_RATE);
+                let remaining = allowed.saturating_sub(start.elapsed());
+                if remaining.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("client took too long to read the reply ({} of {len} bytes)", len - left),
+                    ));
+                }
+                socket.set_write_timeout(Some(remaining.min(idle)))?;
+            }
+            let step = left.min(STREAM_STEP);
+            let copied = io::copy(&mut file.take(step), &mut &*socket)?;
+            if copied < step {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file shrank while it was being sent",
+                ));
+            }
+            left -= copied;
+        }
+        Ok(())
+    })();
+    socket.set_write_timeout(idle)?;
+    result
+}
+
+/// A `404`: the site's own `404.html` if it has one (chapter 10's
+/// exercise), else our short page. The connection stays open.
+fn not_found(
+    conn: &mut Connection,
+    config: &Config,
+    out: &mut Vec<u8>,
+    head_only: bool,
+    persistence: Persistence,
+) -> io::Result<(Status, u64)> {
+    let status = Status::NotFound;
+    let custom = config.site.root.join("404.html");
+    let page = match fs::metadata(&custom) {
+        Ok(meta) if meta.is_file() && meta.len() <= MAX_ERROR_PAGE => fs::read(&custom).ok(),
+        _ => None,
+    };
+    let page = page.unwrap_or_else(|| {
+        response::error_page(status, "There is no such file here.").into_bytes()
+    });
+    response::start_head(out, status, page.len() as u64);
+    Ok((status, finish_page(conn, out, &page, head_only, persistence)?))
+}
+
+/// Sends an error response with its short HTML page. Returns the body bytes sent.
+fn send_error(
+    conn: &mut Connection,
+    out: &mut Vec<u8>,
+    status: Status,
+    head_only: bool,
+    persistence: Persistence,
+) -> io::Result<u64> {
+    let detail = match status {
+        Status::MethodNotAllowed => "This server only reads files: GET and HEAD.",
+        Status::NotImplemented => "This server does not implement that.",
+        Status::Forbidden => "The server may not read that file.",
+        _ => "The server could not accept this request.",
+    };
+    let page = response::error_page(status, detail);
+    response::start_head(out, status, page.len() as u64);
+    if status == Status::MethodNotAllowed {
+        response::header(out, "Allow", "GET, HEAD");
+    }
+    finish_page(conn, out, page.as_bytes(), head_only, persistence)
+}
+
+/// Ends a head for an HTML page and sends head and page (one write when
+/// the page is small). Returns the body bytes sent.
+fn finish_page(
+    conn: &mut Connection,
+    out: &mut Vec<u8>,
+    page: &[u8],
+    head_only: bool,
+    persistence: Persistence,
+) -> io::Result<u64> {
+    response::header(out, "Content-Type", "text/html; charset=utf-8");
+    response::header(out, "X-Content-Type-Options", "nosniff");
+    response::end_head(out, persistence);
+    trace_head(conn, out);
+    if head_only {
+        write_all(conn, out)?;
+        return Ok(0);
+    }
+    if page.len() <= SMALL_BODY {
+        out.extend_from_slice(page);
+        write_all(conn, out)?;
+    } else {
+        write_all(conn, out)?;
+        write_all(conn, page)?;
+    }
+    conn.trace().body(Direction::Sent, page.len());
+    Ok(page.len() as u64)
+}
+
+/// Writes straight to the socket: the response is already one piece in our
+/// buffer, so the connection's own write buffer would only add a copy.
+fn write_all(conn: &mut Connection, bytes: &[u8]) -> io::Result<()> {
+    conn.flush()?;
+    let mut socket = conn.socket();
+    socket.write_all(bytes)
+}
+
+/// `--trace`: shows each line of the head we are about to send.
+fn trace_head(conn: &Connection, head: &[u8]) {
+    if conn.trace().is_on() {
+        for line in head.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.is_empty() {
+                conn.trace().line(Direction::Sent, line);
+            }
+        }
+    }
+}
+
+/// The log line: `127.0.0.1:50412 "GET / HTTP/1.1" 200 5120 0.4ms`.
+fn log(config: &Config, conn: &Connection, line: &[u8], status: Status, sent: u64, since: Instant) {
+    if config.log {
+        let ms = since.elapsed().as_secs_f64() * 1000.0;
+        let _ = writeln!(
+            io::stderr().lock(),
+            "{} \"{}\" {} {sent} {ms:.1}ms",
+            conn.peer_addr(),
+            escape(line),
+            status.code()
+        );
+    }
+}
+
+/// Closes after a response, gently. Closing a socket that still holds
+/// unread bytes from the client (a body we refused to read, a pipelined
+/// request) makes the system send a reset, and a reset can destroy our
+/// response before the client has read it. So we stop sending, then read
+/// and drop what the client still sends, for a short while, as Apache's
+/// "lingering close" does.
+fn linger_and_close(conn: &Connection) -> io::Result<()> {
+    let socket = conn.socket();
+    let _ = socket.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = [0u8; 4096];
+    let mut drained = 0;
+    while drained < MAX_REQUEST_BODY {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match (&*socket).read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n as u64,
+        }
+    }
+    Ok(())
+}
