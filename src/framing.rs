@@ -475,7 +475,7 @@ pub const MAX_TRAILERS: usize = 100;
 /// let mut body = Vec::new();
 /// assert_eq!(read_chunked(&mut wire, &mut body, 1024)?, 12);
 /// assert_eq!(body, b"hello, world");
-/// assert_eq!(wire.position(), 38); // "NEXT" is still unread
+/// assert_eq!(wire.position(), 31); // "NEXT" is still unread
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn read_chunked<S: ChunkSource + ?Sized>(

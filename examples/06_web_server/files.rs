@@ -341,7 +341,11 @@ fn listing(dir: &Path, segments: &[Vec<u8>]) -> io::Result<String> {
     for (bytes, is_dir, size) in entries {
         let slash = if is_dir { "/" } else { "" };
         let shown = html_escape(&String::from_utf8_lossy(&bytes));
-        let size = if is_dir { String::new() } else { format!(" {size} bytes") };
+        let size = if is_dir {
+            String::new()
+        } else {
+            format!(" {size} bytes")
+        };
         html.push_str(&format!(
             "<li><a href=\"{}{slash}\">{shown}{slash}</a>{size}</li>\n",
             percent_encode(&bytes)

@@ -68,12 +68,20 @@ const STREAM_STEP: u64 = 1024 * 1024;
 const MAX_ERROR_PAGE: u64 = 64 * 1024;
 
 /// What a client over `--max-conns` is told before it is closed. It is
-/// written once at start, so it carries no `Date` (a simplification: RFC
-/// 9110 asks for one whenever the server has a clock).
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-Server: netlessons-06_web_server\r\nRetry-After: 1\r\nContent-Type: text/html; charset=utf-8\r\n\
-Content-Length: 58\r\nConnection: close\r\n\r\n\
-<!DOCTYPE html>\n<h1>503 Service Unavailable</h1><p>busy\n";
+/// made once at start, so it carries no `Date` (a simplification: RFC 9110
+/// asks for one whenever the server has a clock).
+fn busy_reply() -> Vec<u8> {
+    let body = "<!DOCTYPE html>\n<html><body><h1>503 Service Unavailable</h1>\
+                <p>Too many connections; try again in a second.</p></body></html>\n";
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: {}\r\nRetry-After: 1\r\n\
+         Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        response::SERVER,
+        body.len()
+    )
+    .into_bytes()
+}
 
 /// Everything a connection thread needs to know.
 struct Config {
@@ -90,7 +98,10 @@ fn main() -> ExitCode {
     )
     .server_options(DEFAULT_ADDR, Some(15))
     .opt("--root", "DIR", "the folder to serve", Some("."))
-    .flag("--no-listing", "answer 404 for a folder without index.html instead of listing it")
+    .flag(
+        "--no-listing",
+        "answer 404 for a folder without index.html instead of listing it",
+    )
     .flag("--quiet", "no log line per response (for benchmarks)")
     .after_help(
         "Serve this course to your browser:\n  \
@@ -107,10 +118,7 @@ fn main() -> ExitCode {
         Ok(_) => return fail(&format!("--root {} is not a folder", root_arg.display())),
         Err(e) => return fail(&format!("cannot serve {}: {e}", root_arg.display())),
     };
-    let mut config = args.server_config("http", Some(BUSY));
-    // A web server sends whole responses and reads whole heads: its thread
-    // stack needs little, but the 503 for the refused must stay tiny.
-    config.busy_reply = Some(BUSY.to_vec());
+    let config = args.server_config("http", Some(&busy_reply()));
     let shared = Arc::new(Config {
         site: Site {
             root,
@@ -181,7 +189,14 @@ fn serve_connection(mut conn: Connection, config: &Config) -> io::Result<()> {
             Err(HeadError::Io(e)) => return Err(e),
         };
         let (status, sent, persistence) = answer(&mut conn, config, &request, &mut out)?;
-        log(config, &conn, request.line.as_bytes(), status, sent, request.started);
+        log(
+            config,
+            &conn,
+            request.line.as_bytes(),
+            status,
+            sent,
+            request.started,
+        );
         if persistence == Persistence::Close {
             return linger_and_close(&conn);
         }
@@ -222,7 +237,10 @@ fn answer(
         Resolved::Redirect(location) => {
             let page = response::error_page(
                 Status::MovedPermanently,
-                &format!("Moved to <a href=\"{0}\">{0}</a>.", files::html_escape(&location)),
+                &format!(
+                    "Moved to <a href=\"{0}\">{0}</a>.",
+                    files::html_escape(&location)
+                ),
             );
             response::start_head(out, Status::MovedPermanently, page.len() as u64);
             response::header(out, "Location", &location);
@@ -231,7 +249,8 @@ fn answer(
         }
         Resolved::Listing(html) => {
             response::start_head(out, Status::Ok, html.len() as u64);
-            finish_page(conn, out, html.as_bytes(), head_only, persistence).map(|n| (Status::Ok, n))?
+            finish_page(conn, out, html.as_bytes(), head_only, persistence)
+                .map(|n| (Status::Ok, n))?
         }
         Resolved::NotFound => not_found(conn, config, out, head_only, persistence)?,
         Resolved::BadRequest => {
@@ -241,7 +260,10 @@ fn answer(
         }
         Resolved::Forbidden => {
             let status = Status::Forbidden;
-            (status, send_error(conn, out, status, head_only, persistence)?)
+            (
+                status,
+                send_error(conn, out, status, head_only, persistence)?,
+            )
         }
     };
     Ok((status, sent, persistence))
@@ -357,7 +379,15 @@ fn serve_file(
     };
     // A 304 carries the validators but no body; its Content-Length is the
     // one the 200 would have had (RFC 9110 §8.6).
-    response::start_head(out, status, if status == Status::NotModified { size } else { len });
+    response::start_head(
+        out,
+        status,
+        if status == Status::NotModified {
+            size
+        } else {
+            len
+        },
+    );
     response::header(out, "Content-Type", mime);
     response::header(out, "X-Content-Type-Options", "nosniff");
     response::header(out, "Last-Modified", &validators.last_modified());
@@ -415,7 +445,10 @@ fn stream_file(
                 if remaining.is_zero() {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        format!("client took too long to read the reply ({} of {len} bytes)", len - left),
+                        format!(
+                            "client took too long to read the reply ({} of {len} bytes)",
+                            len - left
+                        ),
                     ));
                 }
                 socket.set_write_timeout(Some(remaining.min(idle)))?;
@@ -455,7 +488,10 @@ fn not_found(
         response::error_page(status, "There is no such file here.").into_bytes()
     });
     response::start_head(out, status, page.len() as u64);
-    Ok((status, finish_page(conn, out, &page, head_only, persistence)?))
+    Ok((
+        status,
+        finish_page(conn, out, &page, head_only, persistence)?,
+    ))
 }
 
 /// Sends an error response with its short HTML page. Returns the body bytes sent.

@@ -65,7 +65,10 @@ pub fn not_modified(request: &Request, v: &Validators) -> bool {
             .map(<[u8]>::trim_ascii)
             .any(|tag| tag == b"*" || weak(tag) == weak(v.etag.as_bytes()));
     }
-    match request.header("if-modified-since").and_then(response::parse_http_date) {
+    match request
+        .header("if-modified-since")
+        .and_then(response::parse_http_date)
+    {
         // "Not older than the file": the copy was taken at or after the
         // last change. A date in the future is nonsense and ignored.
         Some(since) => since >= v.modified && since <= now_secs(),
@@ -188,7 +191,10 @@ mod tests {
         assert_eq!(parse_range(b"bytes=500-", 1000), part(500, 999));
         assert_eq!(parse_range(b"bytes=-100", 1000), part(900, 999));
         assert_eq!(parse_range(b"bytes=-5000", 1000), part(0, 999));
-        assert_eq!(parse_range(b"bytes=1000-", 1000), RangeAnswer::Unsatisfiable);
+        assert_eq!(
+            parse_range(b"bytes=1000-", 1000),
+            RangeAnswer::Unsatisfiable
+        );
         assert_eq!(parse_range(b"bytes=-0", 1000), RangeAnswer::Unsatisfiable);
         assert_eq!(parse_range(b"bytes=0-", 0), RangeAnswer::Unsatisfiable);
     }
@@ -196,8 +202,19 @@ mod tests {
     /// Several ranges and nonsense get the whole file.
     #[test]
     fn whole_file_otherwise() {
-        for spec in ["bytes=0-1,5-6", "bytes=5-1", "items=0-1", "bytes=x-y", "bytes=-", "bytes"] {
-            assert_eq!(parse_range(spec.as_bytes(), 100), RangeAnswer::Whole, "{spec}");
+        for spec in [
+            "bytes=0-1,5-6",
+            "bytes=5-1",
+            "items=0-1",
+            "bytes=x-y",
+            "bytes=-",
+            "bytes",
+        ] {
+            assert_eq!(
+                parse_range(spec.as_bytes(), 100),
+                RangeAnswer::Whole,
+                "{spec}"
+            );
         }
     }
 }

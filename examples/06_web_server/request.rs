@@ -167,7 +167,9 @@ impl Request {
             [] => Ok(BodyFraming::None),
             [one] if !one.is_empty() && one.len() <= 19 && one.iter().all(u8::is_ascii_digit) => {
                 let text = std::str::from_utf8(one).map_err(|_| Status::BadRequest)?;
-                text.parse().map(BodyFraming::Length).map_err(|_| Status::BadRequest)
+                text.parse()
+                    .map(BodyFraming::Length)
+                    .map_err(|_| Status::BadRequest)
             }
             _ => Err(Status::BadRequest),
         }
@@ -300,9 +302,8 @@ fn check_host(request: &Request) -> Result<(), Status> {
     let hosts: Vec<&[u8]> = request.all("host").collect();
     let valid = |h: &[u8]| {
         !h.is_empty()
-            && h.iter().all(|&b| {
-                b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)
-            })
+            && h.iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
     };
     match hosts.as_slice() {
         [] if request.minor == 0 => Ok(()),

@@ -30,6 +30,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 pub mod fake;
+pub mod http;
 pub mod report;
 
 use std::collections::HashMap;
