@@ -32,7 +32,7 @@
 //! safe way to store an upload; chapter 6 (`docs/06-who-may-connect.md`) the
 //! handshake and the allowlist.
 
-use netlessons::auth::{self, Users};
+use netlessons::auth::{self, LoginThrottle, Users};
 use netlessons::cli::Command;
 use netlessons::connection::Connection;
 use netlessons::durable::{TempFile, sync_dir};
@@ -77,7 +77,8 @@ struct Shared {
     root: PathBuf,
     users: Users,
     max_size: u64,
-    deny_delay: Duration,
+    /// Login failures per client address, shared by every connection.
+    logins: LoginThrottle,
     idle_timeout: Option<Duration>,
     digests: DigestCache,
 }
@@ -100,6 +101,9 @@ fn main() -> ExitCode {
     // Tests shorten the pause before DENIED so that a dozen wrong logins do
     // not cost them seconds; the default is never weakened.
     .hidden_opt("--deny-delay-ms", Some(&default_deny_ms))
+    // Failures an address may have per minute before its answers slow down
+    // (tests that send thousands of bad logins on purpose raise it).
+    .hidden_opt("--free-failures", Some(&auth::FREE_FAILURES.to_string()))
     .after_help(
         "Started without --users, it prints a secret and the exact client command to copy.\n\
          Users file example:\n  # name:secret\n  ada:correct-horse-battery-staple",
@@ -108,7 +112,12 @@ fn main() -> ExitCode {
 
     let root = PathBuf::from(args.get("--root").unwrap_or("files"));
     let max_size: u64 = args.value("--max-size");
-    let deny_delay = Duration::from_millis(args.value("--deny-delay-ms"));
+    let logins = LoginThrottle::with_limits(
+        Duration::from_millis(args.value("--deny-delay-ms")),
+        args.value("--free-failures"),
+        auth::FAILURE_WINDOW,
+        auth::MAX_ANSWER_WAIT,
+    );
     let config = args.server_config("files", Some(b"ERR server full\n"));
 
     // Prepare the folder and the users before binding, so that a mistake in
@@ -166,7 +175,7 @@ fn main() -> ExitCode {
         root,
         users,
         max_size,
-        deny_delay,
+        logins,
         idle_timeout,
         digests: DigestCache::default(),
     });
@@ -249,7 +258,7 @@ fn serve_client(mut conn: Connection, shared: &Shared) -> io::Result<()> {
         .idle_timeout
         .map_or(HANDSHAKE_TIMEOUT, |t| t.min(HANDSHAKE_TIMEOUT));
     conn.set_idle_timeout(Some(login_timeout))?;
-    let Some(user) = auth::serve_handshake(&mut conn, &shared.users, shared.deny_delay)? else {
+    let Some(user) = auth::serve_handshake(&mut conn, &shared.users, &shared.logins)? else {
         // Either DENIED was sent (unknown user, wrong secret, malformed
         // line: the handshake does not tell us which, on purpose) or the
         // client left without answering.

@@ -23,6 +23,10 @@
 //! * Proofs are compared in **constant time** ([`constant_time_eq`]), and
 //!   every failure gets the same `DENIED` after the same delay, so a guesser
 //!   learns nothing from timing or wording, and guesses slowly.
+//! * Failures are also counted **per client address** ([`LoginThrottle`]):
+//!   past 5 in a minute, that address waits longer for every answer, doubling
+//!   up to 30 s, and its answers come one after another, so opening 200
+//!   connections at once does not give a guesser 200 times the speed.
 //!
 //! What this does **not** give you: secrecy. Everything after the handshake
 //! travels in the clear and could be altered in flight. Real systems run the
@@ -30,21 +34,222 @@
 
 use crate::connection::Connection;
 use crate::sha256::{constant_time_eq, hmac_sha256, to_hex};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Read};
+use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Mutex;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest handshake line we accept: `AUTH` + a 64-byte user + two 64-char hex strings.
 pub const MAX_AUTH_LINE: usize = 512;
 
 /// How long the server waits before saying `DENIED`, by default.
 ///
-/// Every wrong guess costs the guesser this long on one connection. (A real
-/// server would also count failures per address and slow those down more.)
+/// Every wrong guess costs the guesser this long on one connection; past
+/// [`FREE_FAILURES`], [`LoginThrottle`] makes it longer.
 pub const DEFAULT_DENY_DELAY: Duration = Duration::from_millis(500);
+
+/// Failures an address may have in [`FAILURE_WINDOW`] before its answers slow down.
+pub const FREE_FAILURES: usize = 5;
+
+/// How far back failures are counted: a minute.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The longest an answer waits (the doubling stops here). A connection that
+/// would have to wait longer, because others from its address are queued
+/// before it, is closed without an answer.
+pub const MAX_ANSWER_WAIT: Duration = Duration::from_secs(30);
+
+/// Login failures counted per client address, to slow down a guesser however
+/// many connections it opens.
+///
+/// The delay before `DENIED` is per connection: on its own it lets a guesser
+/// who opens 200 connections at once make 200 guesses per delay (we measured
+/// about 380 a second). So every login answer, right or wrong, goes through
+/// [`LoginThrottle::before_answer`], which counts failures per *client*: an
+/// IPv4 address, or an IPv6 /64 (one household or machine usually gets a
+/// whole /64, and could otherwise pick a fresh address for every guess).
+///
+/// * Up to [`FREE_FAILURES`] failures in [`FAILURE_WINDOW`]: a failure waits
+///   the deny delay, a success nothing. Typing a password wrong costs a
+///   person half a second.
+/// * Past that, every answer to that client, success or failure, waits
+///   longer (twice the delay for the 6th failure, four times for the 7th, …,
+///   at most [`MAX_ANSWER_WAIT`]) and the answers are spaced out one after
+///   another, however many connections are waiting. A connection that would
+///   wait beyond [`MAX_ANSWER_WAIT`] is closed without an answer. Successes
+///   wait too: if only failures were slow, a guesser could hang up after a
+///   moment and know the guess was wrong.
+/// * A success resets the count for that client.
+///
+/// What this costs: people who share an address (behind one NAT router) share
+/// the count, so a guesser among them slows everyone there down. Real
+/// servers add per-user counts, lock-outs and `fail2ban`-style firewall
+/// rules; and a long random secret (as `new_secret` makes) is what really
+/// defeats guessing.
+///
+/// ```
+/// use netlessons::auth::LoginThrottle;
+/// use std::time::Duration;
+///
+/// let throttle = LoginThrottle::new(Duration::from_millis(1));
+/// let guesser = "192.0.2.7".parse()?;
+/// for _ in 0..5 {
+///     assert_eq!(throttle.wait_for(guesser, false), Some(Duration::from_millis(1)));
+/// }
+/// // The 6th failure in a minute waits twice the delay, the 7th four times.
+/// assert_eq!(throttle.wait_for(guesser, false), Some(Duration::from_millis(2)));
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+#[derive(Debug)]
+pub struct LoginThrottle {
+    deny_delay: Duration,
+    free: usize,
+    window: Duration,
+    max_wait: Duration,
+    clients: Mutex<HashMap<IpAddr, Client>>,
+}
+
+/// What the throttle remembers about one client.
+#[derive(Debug)]
+struct Client {
+    /// When its recent failures happened, oldest first (at most `KEPT`).
+    failures: VecDeque<Instant>,
+    /// The earliest moment its next slowed-down answer may go out.
+    next_answer: Instant,
+}
+
+/// Failures remembered per client: enough for the doubling to reach its cap.
+const KEPT: usize = 64;
+
+/// Past this many clients remembered, forget the ones with nothing recent.
+const PRUNE_AT: usize = 4096;
+
+impl LoginThrottle {
+    /// A throttle with the course's limits: [`FREE_FAILURES`] in
+    /// [`FAILURE_WINDOW`], waits up to [`MAX_ANSWER_WAIT`].
+    pub fn new(deny_delay: Duration) -> LoginThrottle {
+        LoginThrottle::with_limits(deny_delay, FREE_FAILURES, FAILURE_WINDOW, MAX_ANSWER_WAIT)
+    }
+
+    /// A throttle with other limits (tests use a short `max_wait`).
+    pub fn with_limits(
+        deny_delay: Duration,
+        free: usize,
+        window: Duration,
+        max_wait: Duration,
+    ) -> LoginThrottle {
+        LoginThrottle {
+            deny_delay,
+            free,
+            window,
+            max_wait,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The delay before an ordinary `DENIED`.
+    pub fn deny_delay(&self) -> Duration {
+        self.deny_delay
+    }
+
+    /// The client an address belongs to: an IPv4 address (also when it
+    /// arrives IPv4-mapped, `::ffff:a.b.c.d`), or an IPv6 address's /64.
+    pub fn client_of(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !0u128 << 64).into()),
+            },
+        }
+    }
+
+    /// Call once the verdict for a login from `peer` is known, before telling
+    /// the client: records it, waits as long as this client must, and says
+    /// whether to answer at all (`false`: close without an answer).
+    pub fn before_answer(&self, peer: IpAddr, success: bool) -> bool {
+        match self.wait_for(peer, success) {
+            Some(wait) => {
+                thread::sleep(wait);
+                if success {
+                    self.locked().remove(&LoginThrottle::client_of(peer));
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The bookkeeping of [`LoginThrottle::before_answer`] without the
+    /// waiting: records the verdict and returns how long its answer must
+    /// wait (`None`: longer than the maximum, so do not answer). A success
+    /// only resets the count once its answer has waited, in `before_answer`.
+    pub fn wait_for(&self, peer: IpAddr, success: bool) -> Option<Duration> {
+        let now = Instant::now();
+        let window = self.window;
+        let mut clients = self.locked();
+        if clients.len() >= PRUNE_AT {
+            clients.retain(|_, c| {
+                c.next_answer > now
+                    || c.failures
+                        .back()
+                        .is_some_and(|&t| now.duration_since(t) < window)
+            });
+        }
+        let client = clients
+            .entry(LoginThrottle::client_of(peer))
+            .or_insert_with(|| Client {
+                failures: VecDeque::new(),
+                next_answer: now,
+            });
+        while client
+            .failures
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= window)
+        {
+            client.failures.pop_front();
+        }
+        if !success {
+            if client.failures.len() == KEPT {
+                client.failures.pop_front();
+            }
+            client.failures.push_back(now);
+        }
+        let failures = client.failures.len();
+        if failures <= self.free {
+            return Some(if success {
+                Duration::ZERO
+            } else {
+                self.deny_delay
+            });
+        }
+        // Slowed down: twice the delay per failure past the free ones, at
+        // most max_wait, and after the answer queued before this one.
+        let doublings = u32::try_from(failures - self.free)
+            .unwrap_or(u32::MAX)
+            .min(31);
+        let step = self
+            .deny_delay
+            .saturating_mul(1 << doublings)
+            .min(self.max_wait);
+        let at = client.next_answer.max(now) + step;
+        let wait = at.duration_since(now);
+        if wait > self.max_wait {
+            return None;
+        }
+        client.next_answer = at;
+        Some(wait)
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Client>> {
+        // Each change leaves the map consistent, so a poisoned lock is usable.
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// Users and their secrets, read from a `name:secret` file.
 ///
@@ -221,12 +426,18 @@ fn is_nonce(text: &str) -> bool {
 /// client proved itself (and was sent `OK <server_proof>`), or `Ok(None)`
 /// after sending `DENIED`; the caller then closes the connection.
 ///
+/// Every answer first goes through `throttle` (one for the whole server,
+/// shared by all its connections): see [`LoginThrottle`]. When the client's
+/// address has failed too often to be answered at all, the result is an
+/// [`io::ErrorKind::PermissionDenied`] error and nothing is sent.
+///
 /// ```no_run
 /// use netlessons::{auth, server::{Server, ServerConfig}};
 /// let users = auth::Users::parse("ada:s3cret")?;
+/// let throttle = auth::LoginThrottle::new(auth::DEFAULT_DENY_DELAY);
 /// let server = Server::bind(ServerConfig::new("127.0.0.1:0")).unwrap();
 /// server.serve(move |mut conn| {
-///     let Some(user) = auth::serve_handshake(&mut conn, &users, auth::DEFAULT_DENY_DELAY)? else {
+///     let Some(user) = auth::serve_handshake(&mut conn, &users, &throttle)? else {
 ///         return Ok(()); // denied: just hang up
 ///     };
 ///     conn.send_line(format!("hello, {user}"))?;
@@ -237,7 +448,7 @@ fn is_nonce(text: &str) -> bool {
 pub fn serve_handshake(
     conn: &mut Connection,
     users: &Users,
-    deny_delay: Duration,
+    throttle: &LoginThrottle,
 ) -> io::Result<Option<String>> {
     let sn = new_nonce()?;
     conn.send_line(format!("AUTH HMAC-SHA256 {sn}"))?;
@@ -269,6 +480,15 @@ pub fn serve_handshake(
         }
         _ => None,
     };
+    // The same delay and the same word for an unknown user, a wrong proof
+    // and a malformed line: a guesser learns nothing, slowly; and more
+    // slowly still once its address has failed often (the throttle waits).
+    if !throttle.before_answer(conn.peer_addr().ip(), verdict.is_some()) {
+        let text = "too many failed logins from this address in the last minute: \
+                    closed without an answer";
+        conn.trace().note(text);
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, text));
+    }
     match verdict {
         Some((user, answer)) => {
             conn.send_line(format!("OK {answer}"))?;
@@ -276,9 +496,6 @@ pub fn serve_handshake(
             Ok(Some(user))
         }
         None => {
-            // The same delay and the same word for an unknown user, a wrong
-            // proof and a malformed line: a guesser learns nothing, slowly.
-            thread::sleep(deny_delay);
             conn.trace().note("authentication failed");
             conn.send_line("DENIED")?;
             conn.flush()?;

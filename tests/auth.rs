@@ -33,6 +33,11 @@ struct HandshakeServer {
 
 impl HandshakeServer {
     fn start() -> HandshakeServer {
+        HandshakeServer::start_with(auth::LoginThrottle::new(DELAY))
+    }
+
+    /// Like `start`, with a throttle of the test's choosing.
+    fn start_with(throttle: auth::LoginThrottle) -> HandshakeServer {
         let users = Users::parse(USERS).unwrap();
         let server = Server::bind(ServerConfig::new("127.0.0.1:0")).unwrap();
         let addr = server.local_addr();
@@ -42,7 +47,7 @@ impl HandshakeServer {
             server
                 .serve(move |mut conn| {
                     conn.set_idle_timeout(Some(common::IO_TIMEOUT))?;
-                    let verdict = auth::serve_handshake(&mut conn, &users, DELAY)?;
+                    let verdict = auth::serve_handshake(&mut conn, &users, &throttle)?;
                     let _ = tx.send(verdict.clone());
                     if let Some(user) = verdict {
                         conn.send_line(format!("hello {user}"))?;
@@ -244,6 +249,129 @@ fn malformed_auth_lines_are_denied() {
     // And the server still serves honest clients.
     let mut conn = Connection::connect(server.addr, false).unwrap();
     auth::client_handshake(&mut conn, "ada", "s3cret").unwrap();
+}
+
+/// Parallel connections do not multiply a guesser's speed: 40 wrong answers
+/// sent at once from one address get at most a dozen `DENIED`s in the first
+/// 3 s (5 at the usual delay, then one after another at doubling intervals),
+/// where the per-connection delay alone would answer all 40 within 60 ms.
+/// The others wait their turn or are closed without an answer; none is told
+/// anything else.
+#[test]
+fn parallel_guesses_are_answered_one_after_another() {
+    const GUESSES: usize = 40;
+    const WATCH: Duration = Duration::from_secs(3);
+    // The course's limits, except that no answer waits more than 2 s (so the
+    // test's queued connections are done soon after it looks).
+    let throttle = auth::LoginThrottle::with_limits(
+        DELAY,
+        auth::FREE_FAILURES,
+        auth::FAILURE_WINDOW,
+        Duration::from_secs(2),
+    );
+    let server = HandshakeServer::start_with(throttle);
+    let cn = "33".repeat(32);
+    let mut clients: Vec<(Raw, String)> = (0..GUESSES)
+        .map(|_| {
+            let mut raw = Raw::connect(server.addr);
+            let sn = raw.challenge();
+            (raw, sn)
+        })
+        .collect();
+    let start = Instant::now();
+    for (raw, sn) in &mut clients {
+        raw.send(answer("ada", "a-guess", sn, &cn).as_bytes());
+    }
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|(mut raw, _)| {
+            thread::spawn(move || {
+                let left = WATCH
+                    .saturating_sub(start.elapsed())
+                    .max(Duration::from_millis(1));
+                raw.writer.set_read_timeout(Some(left)).unwrap();
+                let mut got = Vec::new();
+                match raw.reader.read_to_end(&mut got) {
+                    Ok(_) if got.is_empty() => "closed unanswered",
+                    Ok(_) if got == b"DENIED\n" => "denied",
+                    Ok(_) => panic!("a guess got {:?}", String::from_utf8_lossy(&got)),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        assert!(got.is_empty(), "a partial answer: {got:?}");
+                        "still waiting"
+                    }
+                    Err(e) => panic!("reading a guess's answer: {e}"),
+                }
+            })
+        })
+        .collect();
+    let outcomes: Vec<&str> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    let count = |what| outcomes.iter().filter(|&&o| o == what).count();
+    let denied = count("denied");
+    assert!(
+        (auth::FREE_FAILURES..=12).contains(&denied),
+        "{denied} of {GUESSES} parallel guesses answered within {WATCH:?} (outcomes: {outcomes:?})"
+    );
+    assert!(count("closed unanswered") > 0, "{outcomes:?}");
+}
+
+/// The throttle counts an IPv4 address, or an IPv6 /64, as one client (a
+/// mapped IPv4 address as that IPv4 address); past the free failures the
+/// answers double and queue, one beyond the maximum wait is not answered,
+/// and a success resets the count.
+#[test]
+fn throttle_counts_per_client_doubles_and_resets() {
+    let ms = Duration::from_millis;
+    let throttle = auth::LoginThrottle::with_limits(ms(1), 5, Duration::from_secs(60), ms(10));
+    let ip = |text: &str| text.parse().unwrap();
+    for _ in 0..3 {
+        assert_eq!(throttle.wait_for(ip("2001:db8::1"), false), Some(ms(1)));
+        assert_eq!(throttle.wait_for(ip("192.0.2.1"), false), Some(ms(1)));
+    }
+    // The same /64, and the same IPv4 address seen through a dual-stack socket.
+    for _ in 0..2 {
+        assert_eq!(
+            throttle.wait_for(ip("2001:db8::ffff:2"), false),
+            Some(ms(1))
+        );
+        assert_eq!(
+            throttle.wait_for(ip("::ffff:192.0.2.1"), false),
+            Some(ms(1))
+        );
+    }
+    // Another /64, another IPv4 address: fresh counts.
+    assert_eq!(throttle.wait_for(ip("2001:db8:0:1::1"), false), Some(ms(1)));
+    assert_eq!(throttle.wait_for(ip("192.0.2.2"), false), Some(ms(1)));
+    // The 6th failure: twice the delay. The 7th, at once: after the 6th's
+    // answer, then four times the delay. The 8th would wait 2 + 4 + 8 > 10 ms.
+    let sixth = throttle.wait_for(ip("192.0.2.1"), false).unwrap();
+    assert!(sixth <= ms(2) && sixth > ms(1), "{sixth:?}");
+    let seventh = throttle.wait_for(ip("192.0.2.1"), false).unwrap();
+    assert!(seventh > ms(5) && seventh <= ms(6), "{seventh:?}");
+    assert_eq!(throttle.wait_for(ip("192.0.2.1"), false), None);
+    // A success waits its turn like a failure, then resets the count.
+    thread::sleep(ms(20));
+    assert!(throttle.before_answer(ip("192.0.2.1"), true));
+    assert_eq!(throttle.wait_for(ip("192.0.2.1"), false), Some(ms(1)));
+    // Meanwhile the IPv6 client is still at 5: its next failure doubles.
+    assert_eq!(throttle.wait_for(ip("2001:db8::3"), false), Some(ms(2)));
+}
+
+/// Failures older than the window no longer count.
+#[test]
+fn throttle_forgets_failures_after_the_window() {
+    let ms = Duration::from_millis;
+    let throttle = auth::LoginThrottle::with_limits(ms(1), 2, ms(100), ms(1000));
+    let peer = "198.51.100.4".parse().unwrap();
+    assert_eq!(throttle.wait_for(peer, false), Some(ms(1)));
+    assert_eq!(throttle.wait_for(peer, false), Some(ms(1)));
+    assert!(throttle.wait_for(peer, false).unwrap() > ms(1));
+    thread::sleep(ms(250));
+    assert_eq!(throttle.wait_for(peer, false), Some(ms(1)));
 }
 
 /// Wrong secret, unknown user and a malformed line are indistinguishable:

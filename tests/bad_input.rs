@@ -1059,8 +1059,10 @@ fn file_setup(test: &str) -> (PathBuf, PathBuf) {
     (root, users)
 }
 
-/// Starts the file server with a 1 ms pause before DENIED (a hidden knob)
-/// and a small `--max-size`, plus `extra`.
+/// Starts the file server with a 1 ms pause before DENIED and no slowing
+/// down of an address that fails often (hidden knobs: the garbage tests fail
+/// thousands of logins from one address on purpose) and a small
+/// `--max-size`, plus `extra`.
 fn start_file_server(root: &Path, users: &Path, extra: &[&str]) -> Server {
     let max = FILE_MAX_SIZE.to_string();
     let mut args = vec![
@@ -1070,6 +1072,8 @@ fn start_file_server(root: &Path, users: &Path, extra: &[&str]) -> Server {
         users.to_str().unwrap(),
         "--deny-delay-ms",
         "1",
+        "--free-failures",
+        "1000000000",
         "--max-size",
         &max,
     ];
@@ -1534,6 +1538,10 @@ fn start_relay(test: &str, extra: &[&str]) -> (Server, PathBuf) {
         &max,
         "--auth-delay-ms",
         "1",
+        // Thousands of wrong passwords from one address, on purpose: no
+        // slowing down (the throttle has its own test).
+        "--free-failures",
+        "1000000000",
     ];
     args.extend_from_slice(extra);
     let server = Server::start_with(
@@ -2293,4 +2301,140 @@ fn low_limit_flood_chat() {
         raw_line(&mut stream).starts_with("* welcome")
     });
     assert!(server.is_running(), "{}", server.stderr());
+}
+
+// ---------------------------------------------------------------------------
+// Password guessing over many connections at once
+// ---------------------------------------------------------------------------
+
+/// Wrong logins the guessing tests send at once, each on its own connection.
+const GUESSES: usize = 40;
+/// How long the guessing tests count answers for.
+const GUESS_WATCH: Duration = Duration::from_secs(3);
+/// The most answers a throttled address can get in [`GUESS_WATCH`] with a
+/// 20 ms delay: 5 free, then 40, 80, 160, … ms apart (about 9), with room.
+const GUESS_ANSWERS_MAX: usize = 12;
+
+/// Opens [`GUESSES`] connections, lets `prepare` bring each to the point
+/// where one line decides (reading the greeting), sends every `guess` at
+/// once, and counts how many got `denial` within [`GUESS_WATCH`]. Any other
+/// reply fails the test; a connection closed without an answer, or still
+/// waiting, is fine.
+fn guess_flood(
+    addr: SocketAddr,
+    prepare: fn(&mut TcpStream) -> Vec<u8>,
+    denial: &'static str,
+) -> usize {
+    let mut clients: Vec<(TcpStream, Vec<u8>)> = (0..GUESSES)
+        .map(|_| {
+            let mut stream = raw(addr);
+            let guess = prepare(&mut stream);
+            (stream, guess)
+        })
+        .collect();
+    let start = Instant::now();
+    for (stream, guess) in &mut clients {
+        stream.write_all(guess).unwrap();
+    }
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|(mut stream, _)| {
+            thread::spawn(move || {
+                let left = GUESS_WATCH
+                    .saturating_sub(start.elapsed())
+                    .max(Duration::from_millis(1));
+                stream.set_read_timeout(Some(left)).unwrap();
+                let mut got = Vec::new();
+                let mut byte = [0u8; 1];
+                while !got.ends_with(b"\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => got.push(byte[0]),
+                        Ok(_) => break,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                        Err(e) => panic!("reading the answer to a guess: {e}"),
+                    }
+                }
+                let text = String::from_utf8_lossy(&got).into_owned();
+                assert!(
+                    text.is_empty() || text.starts_with(denial),
+                    "a guess got {text:?}, not {denial:?} or nothing"
+                );
+                text.starts_with(denial)
+            })
+        })
+        .collect();
+    readers
+        .into_iter()
+        .map(|r| r.join().unwrap())
+        .filter(|&denied| denied)
+        .count()
+}
+
+/// File server (`--deny-delay-ms 20`, the usual 5 free failures a minute):
+/// 40 wrong logins sent at once from one address get at most a dozen
+/// `DENIED`s in 3 s, not 40 in 20 ms: parallel connections do not multiply
+/// a guesser's speed. The others wait their turn or are closed unanswered
+/// (and logged).
+#[test]
+fn parallel_guessing_file_server() {
+    if !reference_only(FILES, "parallel_guessing_file_server") {
+        return;
+    }
+    let (root, users) = file_setup("guessing");
+    let server = start_file_server(
+        &root,
+        &users,
+        &["--deny-delay-ms", "20", "--free-failures", "5"],
+    );
+    let denied = guess_flood(
+        server.addr(),
+        |stream| {
+            let challenge = raw_line(stream);
+            let sn = challenge.strip_prefix("AUTH HMAC-SHA256 ").unwrap();
+            let login = file_login_lines(sn, "learner", "a-guess").unwrap();
+            format!("{}\n", login.line).into_bytes()
+        },
+        "DENIED",
+    );
+    assert!(
+        (5..=GUESS_ANSWERS_MAX).contains(&denied),
+        "{denied} of {GUESSES} parallel guesses answered within {GUESS_WATCH:?}"
+    );
+    server.expect_stderr("too many failed logins from this address", REPLY_TIMEOUT);
+}
+
+/// POP3 (`--auth-delay-ms 20`): 40 wrong `PASS`es sent at once from one
+/// address get at most a dozen `-ERR [AUTH]` answers in 3 s, not 40.
+#[test]
+fn parallel_guessing_pop3() {
+    if !reference_only(MAIL, "parallel_guessing_pop3") {
+        return;
+    }
+    let (server, _spool) = start_relay(
+        "guessing",
+        &["--auth-delay-ms", "20", "--free-failures", "5"],
+    );
+    let denied = guess_flood(
+        server.addr_of("pop3"),
+        |stream| {
+            assert!(raw_line(stream).starts_with("+OK"));
+            stream.write_all(b"USER alice\r\n").unwrap();
+            assert!(raw_line(stream).starts_with("+OK"));
+            b"PASS a-guess\r\n".to_vec()
+        },
+        "-ERR [AUTH]",
+    );
+    assert!(
+        (5..=GUESS_ANSWERS_MAX).contains(&denied),
+        "{denied} of {GUESSES} parallel guesses answered within {GUESS_WATCH:?}"
+    );
+    server.expect_stderr("too many failed logins from this address", REPLY_TIMEOUT);
 }

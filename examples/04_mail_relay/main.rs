@@ -30,7 +30,7 @@ mod queue;
 mod smtp;
 mod spool;
 
-use netlessons::auth::{Users, new_secret};
+use netlessons::auth::{self, LoginThrottle, Users, new_secret};
 use netlessons::cli::{Command, Matches};
 use netlessons::server::Server;
 use netlessons::sha256::constant_time_eq;
@@ -142,6 +142,7 @@ fn command() -> Command {
     .hidden_opt("--retry-base-ms", Some("1000"))
     .hidden_opt("--retry-max-ms", Some("300000"))
     .hidden_opt("--auth-delay-ms", Some("500"))
+    .hidden_opt("--free-failures", Some("5"))
     .after_help(
         "Try it (the relay prints the demo passwords on stderr):\n  \
          python3 -c 'import smtplib; smtplib.SMTP(\"127.0.0.1\", 2525).sendmail(\"a@example.test\", [\"bob@example.test\"], \"Subject: hi\\r\\n\\r\\nhello\")'\n  \
@@ -269,7 +270,12 @@ fn run(args: &Matches) -> io::Result<()> {
         mailboxes,
         spool,
         locked: Mutex::default(),
-        auth_delay: Duration::from_millis(args.value("--auth-delay-ms")),
+        logins: LoginThrottle::with_limits(
+            Duration::from_millis(args.value("--auth-delay-ms")),
+            args.value("--free-failures"),
+            auth::FAILURE_WINDOW,
+            auth::MAX_ANSWER_WAIT,
+        ),
     });
 
     // Each listener is a `Server` on its own thread; each client then gets

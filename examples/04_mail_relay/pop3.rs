@@ -22,14 +22,13 @@
 use crate::Mailboxes;
 use crate::message;
 use crate::spool::{Spool, Stored};
+use netlessons::auth::LoginThrottle;
 use netlessons::connection::{Connection, LineEnding};
 use netlessons::framing::is_too_long;
 use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
-use std::time::Duration;
 
 /// Longest command line (RFC 2449 allows 255 bytes with the `\r\n`).
 pub const MAX_COMMAND_LINE: usize = 253;
@@ -45,9 +44,9 @@ pub struct Pop3Service {
     pub spool: Arc<Spool>,
     /// Mailboxes with a session in progress (the lock of RFC 1939 §8).
     pub locked: Mutex<HashSet<String>>,
-    /// How long to wait before saying a password is wrong, to slow down
-    /// guessing.
-    pub auth_delay: Duration,
+    /// Failed logins per client address: the wait before each answer to
+    /// `PASS` (the same throttle as the file server's handshake).
+    pub logins: LoginThrottle,
 }
 
 /// Holds a mailbox's lock; dropping it (however the session ends) unlocks.
@@ -152,9 +151,16 @@ fn authorize<'a>(
                     continue;
                 };
                 // The password is the whole rest of the line: it may hold spaces.
-                if !service.mailboxes.check_password(&name, &args) {
+                let right = service.mailboxes.check_password(&name, &args);
+                if !service.logins.before_answer(conn.peer_addr().ip(), right) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "too many failed logins from this address in the last minute: \
+                         closed without an answer",
+                    ));
+                }
+                if !right {
                     failures += 1;
-                    thread::sleep(service.auth_delay);
                     conn.send_line("-ERR [AUTH] invalid user name or password")?;
                     if failures >= MAX_AUTH_FAILURES {
                         return Ok(None);
