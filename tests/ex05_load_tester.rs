@@ -9,7 +9,7 @@ mod common;
 
 use common::{Server, command, temp_dir};
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::Output;
 use std::sync::Arc;
@@ -580,6 +580,8 @@ fn help_and_usage_errors() {
         "Usage: 05_load_tester",
         "echo",
         "c10k",
+        "http",
+        "--path",
         "ulimit -n",
         "NETLESSONS_SECRET",
     ] {
@@ -707,4 +709,348 @@ fn exercise_3_duration_instead_of_rounds() {
         "the run lasted at least the duration asked for, not {secs} s"
     );
     assert!(secs < 30.0, "and it stopped: {secs} s");
+}
+
+/// HTTP mode: keep-alive GETs over N connections, each response read whole and
+/// checked; one connection per client (plus the probe), every request counted.
+#[test]
+fn http_mode_checks_every_response_over_kept_alive_connections() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&served);
+    let (addr, accepted) = start_http_with(move |_, _| {
+        count.fetch_add(1, Ordering::SeqCst);
+        (ok_response(1000, ""), false)
+    });
+    let output = run(
+        &[
+            "http", "--addr", &addr, "--path", "/f.bin", "--conns", "3", "--rounds", "20",
+            "--warmup", "2",
+        ],
+        &[],
+    );
+    assert_clean(&output);
+    let fields = report(&output, "http");
+    assert_eq!(number(&fields, "errors"), 0.0);
+    assert_eq!(number(&fields, "requests"), 60.0, "3 connections x 20 GETs");
+    assert_eq!(
+        number(&fields, "size"),
+        1000.0,
+        "the probe learned the length"
+    );
+    assert_eq!(number(&fields, "reconnects"), 0.0);
+    assert_eq!(fields["path"], "/f.bin");
+    for key in ["secs", "req_per_s", "p50_ms", "p90_ms", "max_ms"] {
+        assert!(number(&fields, key) >= 0.0);
+    }
+    assert!(number(&fields, "mb_per_s") > 0.0);
+    assert!(number(&fields, "p50_ms") <= number(&fields, "p99_ms"));
+    assert!(number(&fields, "p99_ms") <= number(&fields, "max_ms"));
+    // Kept alive: the probe's connection and one per client connection.
+    assert_eq!(accepted.load(Ordering::SeqCst), 4);
+    // The probe, then 2 warm-up and 20 measured GETs on each connection.
+    assert_eq!(served.load(Ordering::SeqCst), 1 + 3 * 22);
+}
+
+/// HTTP mode: a response with the wrong status or the wrong body length is an
+/// error, counted, and its connection carries on; `--size` that the file does
+/// not have stops the run before it starts.
+#[test]
+fn http_mode_counts_a_wrong_status_or_length_as_an_error() {
+    // Connection 0 is the probe. On the others, the 5th response is a 404
+    // and the 7th is 999 bytes long instead of 1000.
+    let (addr, _) = start_http_with(|_, request| {
+        let response = match request {
+            4 => b"HTTP/1.1 404 Not Found\r\nContent-Length: 1000\r\n\r\n"
+                .iter()
+                .copied()
+                .chain([b'x'; 1000])
+                .collect(),
+            6 => ok_response(999, ""),
+            _ => ok_response(1000, ""),
+        };
+        (response, false)
+    });
+    let args = [
+        "http", "--addr", &addr, "--conns", "2", "--rounds", "10", "--warmup", "0",
+    ];
+    let output = run(&args, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "errors make the exit status 1"
+    );
+    let fields = report(&output, "http");
+    assert_eq!(number(&fields, "errors"), 4.0, "two wrong answers on each");
+    assert_eq!(number(&fields, "requests"), 16.0, "the other eight on each");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("first error: a response had status 404, not 200")
+            || stderr.contains("first error: a response had a body of 999 bytes, not 1000"),
+        "stderr: {stderr}"
+    );
+
+    // A length given with --size is checked by the probe, which stops the run.
+    let mut sized = args.to_vec();
+    sized.extend(["--size", "999"]);
+    let output = run(&sized, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let fields = report(&output, "http");
+    assert_eq!(number(&fields, "errors"), 1.0);
+    assert_eq!(number(&fields, "requests"), 0.0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("a body of 1000 bytes, but --size says 999"),
+        "stderr: {stderr}"
+    );
+}
+
+/// HTTP mode: a response cut short (the server closes mid-body) is an error
+/// that ends its connection; the run still reports and exits 1.
+#[test]
+fn http_mode_counts_a_response_cut_short() {
+    let (addr, _) = start_http_with(|_, request| {
+        if request == 3 {
+            // Promises 1000 bytes, sends 10, closes.
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789".to_vec(),
+                true,
+            )
+        } else {
+            (ok_response(1000, ""), false)
+        }
+    });
+    let output = run(
+        &[
+            "http", "--addr", &addr, "--conns", "2", "--rounds", "10", "--warmup", "0",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let fields = report(&output, "http");
+    assert_eq!(number(&fields, "errors"), 2.0, "one per connection");
+    assert_eq!(
+        number(&fields, "requests"),
+        6.0,
+        "three good GETs on each first"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("closed the connection after 10 of 1000 body bytes"),
+        "stderr: {stderr}"
+    );
+}
+
+/// HTTP mode: when a response says the connection ends (`Connection: close`,
+/// or HTTP/1.0 without keep-alive), the tester opens a new one, counts it, and
+/// that is not an error; HTTP/1.0 with `Connection: keep-alive` stays open.
+#[test]
+fn http_mode_reconnects_when_the_server_closes() {
+    let (addr, accepted) = start_http_with(|connection, request| match request {
+        // The third answer on each connection ends it, in one of two ways.
+        2 if connection % 2 == 0 => (ok_response(100, "Connection: close\r\n"), true),
+        2 => (
+            b"HTTP/1.0 200 OK\r\nContent-Length: 100\r\n\r\n"
+                .iter()
+                .copied()
+                .chain([b'x'; 100])
+                .collect(),
+            true,
+        ),
+        1 => (
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 100\r\n\r\n"
+                .iter()
+                .copied()
+                .chain([b'x'; 100])
+                .collect(),
+            false,
+        ),
+        _ => (ok_response(100, ""), false),
+    });
+    let output = run(
+        &[
+            "http", "--addr", &addr, "--conns", "1", "--rounds", "9", "--warmup", "0",
+        ],
+        &[],
+    );
+    assert_clean(&output);
+    let fields = report(&output, "http");
+    assert_eq!(number(&fields, "errors"), 0.0);
+    assert_eq!(number(&fields, "requests"), 9.0);
+    // Closed after the 3rd and the 6th (the 9th was the last request).
+    assert_eq!(number(&fields, "reconnects"), 2.0);
+    assert_eq!(accepted.load(Ordering::SeqCst), 1 + 3, "the probe, then 3");
+}
+
+/// HTTP mode against Python's own `http.server` (the handler behind
+/// `python3 -m http.server`): its HTTP/1.0 answers close every connection, and
+/// the tester reconnects for each request without an error.
+#[test]
+fn http_mode_against_python_http_server() {
+    if !common::have("python3", "http_mode_against_python_http_server") {
+        return;
+    }
+    let dir = temp_dir("ex05-http-python");
+    std::fs::write(dir.join("page.html"), vec![b'p'; 2345]).unwrap();
+    let script = "import functools, http.server, sys\n\
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n\
+        handler.func.log_message = lambda *args: None\n\
+        server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)\n\
+        print('listening on 127.0.0.1:%d' % server.server_address[1], flush=True)\n\
+        server.serve_forever()\n";
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", script, dir.to_str().unwrap()]);
+    let server = Server::start_command("python3 http.server", cmd, 1);
+    let addr = server.addr().to_string();
+    let output = run(
+        &[
+            "http",
+            "--addr",
+            &addr,
+            "--path",
+            "/page.html",
+            "--conns",
+            "2",
+            "--rounds",
+            "5",
+            "--warmup",
+            "1",
+        ],
+        &[],
+    );
+    assert_clean(&output);
+    let fields = report(&output, "http");
+    assert_eq!(number(&fields, "errors"), 0.0);
+    assert_eq!(number(&fields, "requests"), 10.0);
+    assert_eq!(number(&fields, "size"), 2345.0);
+    // Every GET after each connection's first needed a new connection.
+    assert_eq!(number(&fields, "reconnects"), 10.0);
+}
+
+/// HTTP mode: `--server-pid` counts the CPU time of the server's child
+/// processes too (nginx serves from workers it forks). The server here is a
+/// Python process whose forked child answers, burning 2 ms of CPU per request.
+#[test]
+fn http_mode_counts_the_cpu_of_the_servers_child_processes() {
+    if !common::reference_only(
+        TESTER,
+        "http_mode_counts_the_cpu_of_the_servers_child_processes",
+    ) || !common::have(
+        "python3",
+        "http_mode_counts_the_cpu_of_the_servers_child_processes",
+    ) {
+        return;
+    }
+    // The parent only waits; the child serves one connection at a time. The
+    // child asks the kernel to end it when its parent dies (PR_SET_PDEATHSIG),
+    // so killing the parent at the end of the test ends both.
+    let script = r#"
+import ctypes, os, socket, sys, time
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(16)
+print("listening on 127.0.0.1:%d" % listener.getsockname()[1], flush=True)
+parent = os.getpid()
+if os.fork():
+    listener.close()
+    os.wait()
+    sys.exit()
+ctypes.CDLL(None).prctl(1, 9)
+if os.getppid() != parent:
+    sys.exit()
+while True:
+    conn, _ = listener.accept()
+    requests = conn.makefile("rb")
+    while True:
+        line = requests.readline()
+        if not line:
+            break
+        if line.strip():
+            continue
+        start = time.process_time()
+        while time.process_time() - start < 0.002:
+            pass
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    conn.close()
+"#;
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", script]);
+    let server = Server::start_command("python3 forking server", cmd, 1);
+    let addr = server.addr().to_string();
+    let pid = server.pid().to_string();
+    let output = run(
+        &[
+            "http",
+            "--addr",
+            &addr,
+            "--conns",
+            "1",
+            "--rounds",
+            "100",
+            "--warmup",
+            "0",
+            "--server-pid",
+            &pid,
+        ],
+        &[],
+    );
+    assert_clean(&output);
+    let fields = report(&output, "http");
+    assert_eq!(number(&fields, "requests"), 100.0);
+    let cpu = number(&fields, "server_cpu_us_per_req");
+    assert!(
+        cpu >= 500.0,
+        "the child burned 2,000 us per request, the report says {cpu}"
+    );
+    assert!(number(&fields, "server_hwm_mib") > 0.0);
+}
+
+/// `HTTP/1.1 200 OK`, `extra` header lines, and a body of `len` bytes.
+fn ok_response(len: usize, extra: &str) -> Vec<u8> {
+    let mut response =
+        format!("HTTP/1.1 200 OK\r\n{extra}Content-Length: {len}\r\n\r\n").into_bytes();
+    response.resize(response.len() + len, b'x');
+    response
+}
+
+/// A stand-in web server on a free loopback port, a thread per connection.
+/// It reads request heads (lines up to an empty one) and answers each with
+/// `answer(connection, request)`: the whole response, and whether to close
+/// the connection after it. `connection` counts from 0 in the order they
+/// were accepted, `request` from 0 on each connection. Returns its address
+/// and a count of the connections it has accepted.
+fn start_http_with<F>(answer: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(usize, usize) -> (Vec<u8>, bool) + Clone + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let connection = count.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                for request in 0.. {
+                    // The head: lines until an empty one (or the end).
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line.trim_end().is_empty() => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    let (response, close) = answer(connection, request);
+                    if stream.write_all(&response).is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
 }

@@ -80,9 +80,9 @@ pub fn run(args: &Matches, setup: Setup) -> io::Result<Report> {
     Ok(tally.into_report(line))
 }
 
-/// How long each echo connection runs.
+/// How long each connection runs (echo, http).
 #[derive(Debug, Clone, Copy)]
-enum Plan {
+pub enum Plan {
     /// This many round trips.
     Rounds(usize),
     /// As many round trips as fit in this time.

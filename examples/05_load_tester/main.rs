@@ -1,7 +1,7 @@
 //! # 05_load_tester: measuring a server honestly
 //!
-//! A load generator for the course's servers, and for any other echo, chat or
-//! file server that speaks the same protocol. It opens many connections at
+//! A load generator for the course's servers, and for any other echo, chat,
+//! file or web server that speaks the same protocol. It opens many connections at
 //! once, drives them as fast as the server answers, and prints what it saw on
 //! one line: requests per second, megabytes per second, latency percentiles,
 //! and errors.
@@ -31,6 +31,8 @@
 //!   after the library's `auth::client_handshake`; and `hash`, no network at
 //!   all: how fast the library's SHA-256 hashes a file, to compare with
 //!   `sha256sum` and with `file` downloads, which must hash every byte too.
+//! * `http.rs`: keep-alive `GET`s of one path on a web server over N
+//!   connections, every response's status and length checked.
 //! * `proc.rs`: the server's memory and CPU time, from `/proc`
 //!   (`--server-pid`).
 //!
@@ -46,6 +48,7 @@ mod c10k;
 mod chat;
 mod echo;
 mod file;
+mod http;
 mod measure;
 mod proc;
 mod stream;
@@ -70,6 +73,7 @@ const MODES: &[(&str, u16, Mode)] = &[
     ("chat", 7002, chat::run),
     ("file", 7003, file::run),
     ("hash", 7003, file::run_hash),
+    ("http", 8080, http::run),
 ];
 
 /// One megabyte, as throughput is usually quoted (and as `dd` prints it): 10^6 bytes.
@@ -87,6 +91,8 @@ Defaults per mode:
   chat    --addr 127.0.0.1:7002 --conns 8 (receivers) --rounds 200 (messages) --size 64
   file    --addr 127.0.0.1:7003 --rounds 3 (transfers) --size 64M (for --put)
   hash    --file PATH (hashes it once with the library's SHA-256; no server)
+  http    --addr 127.0.0.1:8080 --path / --conns 32 --rounds 1000 (or --duration SECS) --warmup 10
+          --size BYTES (the body length every response must have; default: what a first GET returns)
 Sizes take a K, M or G suffix (powers of 1024). Rates: 1 MB = 10^6 bytes.
 
 The output is one line of key=value pairs; the exit status is 1 if any
@@ -96,6 +102,7 @@ Examples (start the server first, in another terminal):
   05_load_tester echo --conns 256
   05_load_tester c10k --server-pid \"$(pgrep -f 01_echo_server)\"
   NETLESSONS_SECRET=... 05_load_tester file --user learner --get big.bin
+  05_load_tester http --addr 127.0.0.1:8080 --path /index.html --duration 5
 
 c10k needs one file descriptor per connection in this process and another in
 the server: raise the limit in both shells first, e.g. `ulimit -n 20000`.";
@@ -115,10 +122,10 @@ fn main() -> ExitCode {
 fn command() -> Command {
     Command::new(
         "05_load_tester",
-        "Drives an echo, chat or file server with many connections and reports \
+        "Drives an echo, chat, file or web server with many connections and reports \
          requests/s, MB/s, latency percentiles and errors.",
     )
-    .positional("MODE", "echo | stream | c10k | chat | file | hash")
+    .positional("MODE", "echo | stream | c10k | chat | file | hash | http")
     .opt(
         "--addr",
         "HOST:PORT",
@@ -140,25 +147,25 @@ fn command() -> Command {
     .opt(
         "--size",
         "BYTES",
-        "bytes per round trip or message (stream: in all; file: PUT size)",
+        "bytes per round trip or message (stream: in all; file: PUT size; http: body length)",
         None,
     )
     .opt(
         "--duration",
         "SECS",
-        "run each echo connection for SECS seconds instead of --rounds (echo)",
+        "run each connection for SECS seconds instead of --rounds (echo, http)",
         None,
     )
     .opt(
         "--warmup",
         "M",
-        "unmeasured round trips per connection before the start (echo)",
+        "unmeasured round trips per connection before the start (echo, http)",
         None,
     )
     .opt(
         "--per-thread",
         "K",
-        "connections each client thread drives in lock-step (echo; default 1)",
+        "connections each client thread drives in lock-step (echo, http; default 1)",
         None,
     )
     .opt(
@@ -176,7 +183,8 @@ fn command() -> Command {
     .opt(
         "--server-pid",
         "PID",
-        "report this process's memory (VmRSS, VmHWM) from /proc, and its CPU time per request (echo)",
+        "report this process's memory (VmRSS, VmHWM) from /proc, and its CPU time per request \
+         (echo, http), its child processes' included",
         None,
     )
     .opt(
@@ -197,6 +205,12 @@ fn command() -> Command {
         "do not hash downloads to check their digest (file)",
     )
     .opt("--file", "PATH", "the file to hash (hash)", None)
+    .opt(
+        "--path",
+        "PATH",
+        "the target to GET (http; default /)",
+        None,
+    )
     .flag(
         "--histogram",
         "after the report line, draw the latencies as bars (as `hey` does)",
