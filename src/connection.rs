@@ -528,6 +528,45 @@ impl Connection {
         Ok(n)
     }
 
+    /// Waits (up to the idle timeout) until some bytes have arrived and shows
+    /// them without taking them: a parser that needs to see bytes exactly as
+    /// sent (the mail relay's message text, where a bare `\n` must be told
+    /// from `\r\n`) looks, then [`consume`](Connection::consume)s what it
+    /// used, and the rest stays for the next read. Empty means the peer
+    /// closed its side.
+    pub fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.flush()?;
+        self.set_read_timeout(self.idle_timeout)?;
+        self.buffered_reader();
+        loop {
+            match self.reader.fill_buf() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.explain_timeout(e, false)),
+                Ok(_) => break,
+            }
+        }
+        Ok(self.reader.buffer())
+    }
+
+    /// Takes `n` bytes shown by [`fill_buf`](Connection::fill_buf). Traced
+    /// as a line when they end in `\n` (so a caller that takes a line at a
+    /// time traces like [`read_line`](Connection::read_line)), else like
+    /// [`read_some`](Connection::read_some)'s data.
+    pub fn consume(&mut self, n: usize) {
+        let n = n.min(self.reader.buffer().len());
+        if n > 0 && self.trace.is_on() {
+            let bytes = &self.reader.buffer()[..n];
+            match bytes.strip_suffix(b"\n") {
+                Some(line) => {
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    self.trace.line(Direction::Received, line);
+                }
+                None => self.trace.data(Direction::Received, bytes),
+            }
+        }
+        self.reader.consume(n);
+    }
+
     /// Queues one line plus the line ending (see [`set_line_ending`](Connection::set_line_ending)).
     /// Nothing is sent until [`flush`](Connection::flush) or the next read.
     pub fn send_line(&mut self, line: impl AsRef<[u8]>) -> io::Result<()> {

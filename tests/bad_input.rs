@@ -1973,6 +1973,193 @@ fn slow_loris_is_dropped_mail_relay() {
     threads_settle(&ctx, &server, before);
 }
 
+/// Mail relay (`--line-timeout 1`, idle timeout 30 s): a client that sends
+/// its message text one empty line every 200 ms (5 bytes/s, each line
+/// finished at once, so neither the line clock nor the idle clock ever
+/// rings) is dropped by the body clock after about a second, as the file
+/// server drops a trickled upload: told `421`, the reason logged, nothing
+/// stored.
+#[test]
+fn slow_message_body_is_dropped_mail_relay() {
+    if !reference_only(MAIL, "slow_message_body_is_dropped_mail_relay") {
+        return;
+    }
+    let ctx = Ctx::new("slow_message_body_is_dropped_mail_relay");
+    let (server, spool) = start_relay(
+        "slow-body",
+        &["--idle-timeout", "30", "--line-timeout", "1"],
+    );
+    let before = baseline(&server);
+    let smtp = server.addr_of("smtp");
+    let got = lorises(vec![(
+        "SMTP message text, a line at a time",
+        Box::new(move || {
+            let mut stream = raw(smtp);
+            assert!(raw_line(&mut stream).starts_with("220"));
+            stream
+                .write_all(b"HELO x\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n")
+                .unwrap();
+            for expected in ["250", "250", "250", "354"] {
+                let reply = raw_line(&mut stream);
+                assert!(
+                    reply.starts_with(expected),
+                    "expected {expected}, got {reply:?}"
+                );
+            }
+            (stream, b'\n')
+        }),
+    )]);
+    let text = String::from_utf8_lossy(&got[0].1);
+    assert!(
+        text.starts_with("421 "),
+        "expected a 421 before the close, got {text:?}"
+    );
+    server.expect_stderr("message arrived too slowly", Duration::from_secs(5));
+    let mut wire = MailWire::open(smtp);
+    assert!(wire.reply().starts_with("220"));
+    wire.smtp("NOOP", "250");
+    drop(wire);
+    assert_eq!(
+        all_files(&spool),
+        Vec::<String>::new(),
+        "a half-received message was stored"
+    );
+    threads_settle(&ctx, &server, before);
+}
+
+/// The resident memory (`VmRSS`, in bytes) of process `pid`, where `/proc` has it.
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The bytes in the files of `dir` (none if it is missing).
+fn bytes_in(dir: &Path) -> u64 {
+    fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    })
+}
+
+/// Clients that hold a half-sent message in [`mail_relay_memory_stays_bounded`].
+const HALF_SENT_CLIENTS: usize = 32;
+/// How much of its message each of them sends (of a 4 MiB message).
+const HALF_SENT_BYTES: usize = 2 * 1024 * 1024;
+/// How much the relay's memory may grow while they hold: far below the
+/// 64 MiB their text would take in memory, far above the few KiB each
+/// connection needs (thread stack pages, read and write buffers).
+const HALF_SENT_GROWTH: u64 = 16 * 1024 * 1024;
+
+/// Mail relay (`--max-size` 8 MiB): 32 clients each send 2 MiB of a 4 MiB
+/// message and hold it there. Until the relay has taken all 64 MiB (seen
+/// in its `SPOOL/.incoming/` files, where the reference streams message
+/// text, so a busy machine only makes the test wait), its resident memory
+/// grows by less than 16 MiB. When the clients hang up, nothing is left in
+/// the spool, and a real message is still delivered. (Reference only, and
+/// skipped without `/proc`.)
+#[test]
+fn mail_relay_memory_stays_bounded() {
+    if !reference_only(MAIL, "mail_relay_memory_stays_bounded") {
+        return;
+    }
+    let (server, spool) = start_relay(
+        "rss",
+        // A long line clock: on a loaded machine the last client may take
+        // a while to send its share, and the first ones sit silent meanwhile.
+        &["--max-size", "8388608", "--line-timeout", "120"],
+    );
+    let pid = server.pid();
+    let smtp = server.addr_of("smtp");
+    // One message first, so that what any delivery allocates once is in
+    // the baseline.
+    let mut wire = MailWire::open(smtp);
+    assert!(wire.reply().starts_with("220"));
+    wire.smtp("HELO warm.test", "250");
+    wire.smtp("MAIL FROM:<alice@example.test>", "250");
+    wire.smtp("RCPT TO:<bob@example.test>", "250");
+    wire.smtp("DATA", "354");
+    wire.send("Subject: warm-up\r\n\r\nfirst\r\n.");
+    assert!(wire.reply().starts_with("250"));
+    let Some(rss_before) = resident_bytes(pid) else {
+        say("mail_relay_memory_stays_bounded: skipped (no /proc/PID/status)");
+        return;
+    };
+    let senders: Vec<_> = (0..HALF_SENT_CLIENTS)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut client = MailWire::open(smtp);
+                assert!(client.reply().starts_with("220"));
+                client.smtp(&format!("HELO holder{i}.test"), "250");
+                client.smtp("MAIL FROM:<alice@example.test> SIZE=4194304", "250");
+                client.smtp("RCPT TO:<bob@example.test>", "250");
+                client.smtp("DATA", "354");
+                let line = [b"x".repeat(78), b"\r\n".to_vec()].concat();
+                let block = line.repeat(HALF_SENT_BYTES / line.len());
+                client.writer.write_all(&block).unwrap();
+                client
+                    .writer
+                    .write_all(&line[..HALF_SENT_BYTES - block.len()])
+                    .unwrap();
+                client
+            })
+        })
+        .collect();
+    let clients: Vec<MailWire> = senders.into_iter().map(|h| h.join().unwrap()).collect();
+    // Stored with `\n` endings (79 bytes a line), less what may still sit
+    // in each connection's write buffer.
+    let expected = (HALF_SENT_CLIENTS * (HALF_SENT_BYTES / 80 * 79 - 8192)) as u64;
+    let incoming = spool.join(".incoming");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut rss = rss_before;
+    loop {
+        rss = resident_bytes(pid).unwrap_or(rss);
+        let read = bytes_in(&incoming);
+        assert!(
+            rss.saturating_sub(rss_before) < HALF_SENT_GROWTH,
+            "the relay's memory grew by {} KiB (from {} KiB) with {} KiB of half-sent \
+             messages stored",
+            rss.saturating_sub(rss_before) / 1024,
+            rss_before / 1024,
+            read / 1024
+        );
+        if read >= expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay stored only {read} of {expected} bytes of the half-sent messages in 120 s"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    say(&format!(
+        "mail_relay_memory_stays_bounded: {HALF_SENT_CLIENTS} half-sent messages of \
+         {} KiB each: memory grew by {} KiB",
+        HALF_SENT_BYTES / 1024,
+        rss.saturating_sub(rss_before) / 1024
+    ));
+    drop(clients);
+    // The hang-ups remove the half-received messages (each connection's
+    // thread notices its client went, in its own time).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while all_files(&spool).len() > 1 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    wire.smtp("MAIL FROM:<alice@example.test>", "250");
+    wire.smtp("RCPT TO:<bob@example.test>", "250");
+    wire.smtp("DATA", "354");
+    wire.send("Subject: after\r\n\r\nstill here\r\n.");
+    assert!(wire.reply().starts_with("250"));
+    let files = all_files(&spool);
+    assert!(
+        files.len() == 2 && files.iter().all(|f| f.starts_with("bob/new/")),
+        "the spool should hold bob's two messages, and holds {files:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // A flood past --max-conns
 // ---------------------------------------------------------------------------

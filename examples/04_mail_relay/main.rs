@@ -13,9 +13,12 @@
 //! The files, in the order a message meets them:
 //!
 //! * `smtp.rs`: the SMTP conversation: commands, limits, who may relay.
+//! * `data.rs`: the message text after `DATA`: where it ends, bare CR and
+//!   NUL, the body clock, streaming it to disk as it arrives.
 //! * `address.rs`: parsing `MAIL FROM:<…>` and `RCPT TO:<…>`.
 //! * `message.rs`: the `Received:` header, dates, the wire form of a message.
-//! * `spool.rs`: durable Maildir delivery, and group commit of the syncs.
+//! * `spool.rs`: durable Maildir delivery (every copy of a message, or none),
+//!   and group commit of the syncs.
 //! * `queue.rs`: the durable relay queue and its retrying forwarder thread.
 //! * `forward.rs`: the SMTP client that hands a message to the next hop.
 //! * `pop3.rs`: the POP3 conversation: login, list, read, delete.
@@ -23,6 +26,7 @@
 //! Chapter 7 (`docs/07-mail-relay.md`) walks through them.
 
 mod address;
+mod data;
 mod forward;
 mod message;
 mod pop3;
@@ -228,6 +232,8 @@ fn run(args: &Matches) -> io::Result<()> {
         .get("--smtp-addr")
         .unwrap_or("127.0.0.1:2525")
         .to_string();
+    let (smtp_idle_timeout, smtp_line_timeout) =
+        (smtp_config.idle_timeout, smtp_config.line_timeout);
     let mut pop3_config = smtp_config.clone();
     pop3_config.name = "pop3".to_string();
     pop3_config.addr = args
@@ -265,6 +271,8 @@ fn run(args: &Matches) -> io::Result<()> {
         queue,
         spool: Arc::clone(&spool),
         max_size,
+        idle_timeout: smtp_idle_timeout,
+        line_timeout: smtp_line_timeout,
     });
     let pop3_service = Arc::new(pop3::Pop3Service {
         mailboxes,

@@ -61,14 +61,6 @@ pub fn send_stuffed<'a>(
     conn.send_line(".")
 }
 
-/// How many `Received:` headers the message's header section holds.
-pub fn count_received(message: &[u8]) -> usize {
-    lines(message)
-        .take_while(|line| !line.is_empty())
-        .filter(|line| line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:"))
-        .count()
-}
-
 /// Where a message came from, for its `Received:` header.
 #[derive(Debug, Clone)]
 pub struct Hop<'a> {

@@ -28,9 +28,9 @@
 //! restart loses nothing that was acknowledged.
 
 use crate::forward::{self, Envelope, Outcome};
-use crate::spool::{self, Spool, annotate};
+use crate::spool::{self, Batch, Draft, Spool, annotate};
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -133,19 +133,38 @@ impl Queue {
         })
     }
 
-    /// Stores a message for `to` durably and schedules it. When this returns
-    /// `Ok`, the message survives a crash: the SMTP server may say `250`.
-    pub fn enqueue(&self, id: &str, from: &str, to: &[String], message: &[u8]) -> io::Result<()> {
-        let file = queue_file(from, to, message);
-        self.spool
-            .write_durably(&self.dir.join("tmp"), &self.dir.join("active"), id, &file)?;
+    /// Writes the queue file of a message for `to` into `batch`: the
+    /// envelope, then `headers`, then the text from `draft`. It becomes
+    /// visible when the batch is published; then call [`Queue::schedule`].
+    pub fn add_copy(
+        &self,
+        batch: &mut Batch<'_>,
+        id: &str,
+        from: &str,
+        to: &[String],
+        headers: &[u8],
+        draft: &mut Draft,
+    ) -> io::Result<()> {
+        let envelope = queue_file(from, to, headers);
+        batch.write(
+            &self.dir.join("tmp"),
+            &self.dir.join("active"),
+            id,
+            |file| {
+                file.write_all(&envelope)?;
+                draft.copy_to(file)
+            },
+        )
+    }
+
+    /// Schedules a message whose queue file is durably in `active/`.
+    pub fn schedule(&self, id: &str) {
         lock(&self.pending).push(Entry {
             name: id.to_string(),
             due: Instant::now(),
             failures: 0,
         });
         self.wake.notify_one();
-        Ok(())
     }
 
     /// Starts the forwarder thread.

@@ -33,21 +33,20 @@
 
 use crate::Mailboxes;
 use crate::address::{self, Address, Param};
+use crate::data::{self, Cut, Incoming};
 use crate::message::{self, Hop};
 use crate::queue::Queue;
-use crate::spool::Spool;
+use crate::spool::{Batch, Draft, Spool};
 use netlessons::connection::{Connection, LineEnding};
 use netlessons::framing::is_too_long;
 use netlessons::subnet::Allowlist;
-use std::io;
+use std::io::{self, Write};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Longest command line: RFC 5321 §4.5.3.1.4 allows 512 bytes *with* the
 /// `\r\n`, so 510 without.
 pub const MAX_COMMAND_LINE: usize = 510;
-/// Longest line of message text: 1000 bytes with the `\r\n` (§4.5.3.1.6).
-pub const MAX_TEXT_LINE: usize = 998;
 /// At most this many recipients per message (§4.5.3.1.8 says servers must
 /// take at least 100; past our limit a client gets `452` and sends the rest
 /// in another transaction).
@@ -73,6 +72,10 @@ pub struct SmtpService {
     pub spool: Arc<Spool>,
     /// Largest message we take, in bytes (`--max-size`).
     pub max_size: u64,
+    /// The session's idle timeout (`--idle-timeout`).
+    pub idle_timeout: Option<Duration>,
+    /// The line timeout, also the start of a message's body clock.
+    pub line_timeout: Option<Duration>,
 }
 
 /// One mail transaction: from `MAIL` to the end of `DATA` (or `RSET`).
@@ -312,7 +315,12 @@ impl Session<'_> {
             ));
         }
         if count >= MAX_RECIPIENTS {
-            return self.error(&format!(
+            // Not an error of the client's: `reply`, not `error`, so it does
+            // not count towards MAX_ERRORS. smtplib sends every recipient
+            // before DATA and takes each 452 as "this one later"; counting
+            // them would cut a session of 121 recipients before DATA and
+            // deliver nothing.
+            return self.reply(&format!(
                 "452 4.5.3 Error: too many recipients (at most {MAX_RECIPIENTS})"
             ));
         }
@@ -386,12 +394,36 @@ impl Session<'_> {
         if !args.is_empty() {
             return self.error("501 5.5.4 Syntax: DATA (no arguments)");
         }
+        // The text goes to a file as it arrives, never whole into memory
+        // (see `Draft`). The file is made before the 354: if even that
+        // fails (a full disk), the client hears so before sending it all.
+        let mut draft = match self.service.spool.new_draft() {
+            Ok(draft) => draft,
+            Err(e) => return self.could_not_store(&e),
+        };
         self.reply("354 End data with <CR><LF>.<CR><LF>")?;
-        let outcome = self.read_message()?;
+        let limits = data::Limits {
+            max_size: self.service.max_size,
+            idle_timeout: self.service.idle_timeout,
+            line_timeout: self.service.line_timeout,
+        };
+        let incoming = match data::receive(&mut self.conn, &mut draft, limits) {
+            Ok(incoming) => incoming,
+            Err(Cut::TooSlow(why)) => {
+                eprintln!("{} {why}", self.conn.peer_addr());
+                let text = format!(
+                    "421 4.4.2 {} message arrived too slowly, closing connection",
+                    self.service.host
+                );
+                let _ = self.reply(&text).and_then(|()| self.conn.flush());
+                return Err(io::Error::new(io::ErrorKind::TimedOut, why));
+            }
+            Err(Cut::Failed(e)) => return Err(self.fail(e)),
+        };
         // Whatever happens next, this transaction is over.
         let transaction = self.transaction.take().expect("checked above");
-        let body = match outcome {
-            Incoming::Complete(body) => body,
+        match incoming {
+            Incoming::Complete => {}
             Incoming::LineTooLong => return self.error("500 5.5.2 line too long"),
             Incoming::TooBig => {
                 return self.error(&format!(
@@ -399,78 +431,48 @@ impl Session<'_> {
                     self.service.max_size
                 ));
             }
-        };
-        if message::count_received(&body) >= message::MAX_HOPS {
+            Incoming::BareCrOrNul => {
+                return self.error("550 5.6.0 message contains a bare CR or NUL");
+            }
+        }
+        if let Err(e) = draft.finish() {
+            return self.could_not_store(&e);
+        }
+        if draft.received_count() >= message::MAX_HOPS {
             return self.error("554 5.4.6 too many hops: this message is probably in a mail loop");
         }
-        match self.store(&transaction, &body) {
+        // ---- After DATA. The whole message is in the draft and nothing is
+        // promised yet: this is the place to look at it (a spam filter reads
+        // `draft.reader()`) and to choose headers to add at its top, which
+        // `store` writes into every copy. So far we add none of our own.
+        let added: &[u8] = b"";
+        match self.store(&transaction, &mut draft, added) {
             Ok(id) => self.reply(&format!("250 2.0.0 OK: queued as {id}")),
-            Err(e) => {
-                // Nothing was promised, so the client keeps the message and
-                // tries again later. We log the reason for the operator.
-                eprintln!("{} could not store a message: {e}", self.conn.peer_addr());
-                self.error("451 4.3.0 Error: could not store the message; try again later")
-            }
+            Err(e) => self.could_not_store(&e),
         }
     }
 
-    /// Reads message lines until the lone `.`, undoing dot-stuffing and
-    /// storing them with `\n` endings. A line with a bare `\n` ending counts
-    /// as a line, as Postfix treats it. Over-long lines and over-size
-    /// messages are read to the end anyway (the client is still sending, and
-    /// we must find the `.` to stay in step with it), but not kept.
-    fn read_message(&mut self) -> io::Result<Incoming> {
-        let max = self.service.max_size;
-        let mut body = Vec::new();
-        let mut size: u64 = 0;
-        let mut too_long = false;
-        loop {
-            let line = match self.conn.read_line(MAX_TEXT_LINE) {
-                Ok(Some(line)) => line,
-                Ok(None) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the client hung up in the middle of a message; nothing was delivered",
-                    ));
-                }
-                Err(e) if is_too_long(&e) => {
-                    too_long = true;
-                    body = Vec::new();
-                    if !self.conn.skip_line()? {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "client hung up during DATA",
-                        ));
-                    }
-                    continue;
-                }
-                Err(e) => return Err(self.fail(e)),
-            };
-            if line == b"." {
-                break;
-            }
-            // Dot-stuffing: the sender doubled a leading '.'; undo it.
-            let text = line.strip_prefix(b".").unwrap_or(&line);
-            size += text.len() as u64 + 2;
-            if !too_long && size <= max {
-                body.extend_from_slice(text);
-                body.push(b'\n');
-            } else if size > max && !body.is_empty() {
-                body = Vec::new(); // give the memory back at once
-            }
-        }
-        Ok(if too_long {
-            Incoming::LineTooLong
-        } else if size > max {
-            Incoming::TooBig
-        } else {
-            Incoming::Complete(body)
-        })
+    /// The message could not be stored. Nothing was promised, so the client
+    /// keeps it and tries again later; we log the reason for the operator.
+    fn could_not_store(&mut self, e: &io::Error) -> io::Result<()> {
+        eprintln!("{} could not store a message: {e}", self.conn.peer_addr());
+        self.error("451 4.3.0 Error: could not store the message; try again later")
     }
 
     /// Delivers local copies and queues remote ones, durably, and returns
     /// the message's id. Only when this returns `Ok` may we say `250`.
-    fn store(&self, transaction: &Transaction, body: &[u8]) -> io::Result<String> {
+    ///
+    /// Each copy is `Return-Path:` (local copies only), our `Received:`,
+    /// then `added`, then the text as it arrived. Every copy is written and
+    /// synced before any becomes visible, and on an error none does (see
+    /// `Batch`): a `451` then really means "nothing delivered", and the
+    /// client's retry brings no duplicates.
+    fn store(
+        &self,
+        transaction: &Transaction,
+        draft: &mut Draft,
+        added: &[u8],
+    ) -> io::Result<String> {
         let service = self.service;
         let id = service.spool.unique_name();
         let single = (transaction.recipients() == 1).then(|| {
@@ -488,21 +490,39 @@ impl Session<'_> {
             id: &id,
             for_rcpt: single.as_deref(),
         };
-        let mut with_received = message::received_header(&hop, SystemTime::now()).into_bytes();
-        with_received.extend_from_slice(body);
-        if !transaction.local.is_empty() {
-            // The final delivery also records the envelope sender, where a
-            // reply about problems would go (RFC 5321 §4.4).
-            let mut local = format!("Return-Path: <{}>\n", transaction.from).into_bytes();
-            local.extend_from_slice(&with_received);
-            service.spool.deliver(&transaction.local, &local)?;
+        let mut headers = message::received_header(&hop, SystemTime::now()).into_bytes();
+        headers.extend_from_slice(added);
+        // The final delivery also records the envelope sender, where a
+        // reply about problems would go (RFC 5321 §4.4).
+        let mut local = format!("Return-Path: <{}>\n", transaction.from).into_bytes();
+        local.extend_from_slice(&headers);
+        let mut batch = Batch::new(&service.spool);
+        for mailbox in &transaction.local {
+            service.spool.add_to_mailbox(&mut batch, mailbox, |file| {
+                file.write_all(&local)?;
+                draft.copy_to(file)
+            })?;
         }
-        if !transaction.remote.is_empty() {
+        let queue = if transaction.remote.is_empty() {
+            None
+        } else {
             let queue = service
                 .queue
                 .as_ref()
                 .expect("remote recipients need a queue");
-            queue.enqueue(&id, &transaction.from, &transaction.remote, &with_received)?;
+            queue.add_copy(
+                &mut batch,
+                &id,
+                &transaction.from,
+                &transaction.remote,
+                &headers,
+                draft,
+            )?;
+            Some(queue)
+        };
+        batch.publish()?;
+        if let Some(queue) = queue {
+            queue.schedule(&id);
         }
         Ok(id)
     }
@@ -514,14 +534,4 @@ enum Route {
     Local(String),
     /// Into the relay queue.
     Remote,
-}
-
-/// How reading a message's text ended.
-enum Incoming {
-    /// The whole message, with `\n` line endings.
-    Complete(Vec<u8>),
-    /// Some line was over [`MAX_TEXT_LINE`]; the message was discarded.
-    LineTooLong,
-    /// The message was over `--max-size`; it was discarded.
-    TooBig,
 }

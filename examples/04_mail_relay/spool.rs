@@ -31,7 +31,7 @@
 use netlessons::sha256::{sha256, to_hex};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -89,6 +89,11 @@ impl Spool {
             syncs: Mutex::default(),
             created: Mutex::default(),
         };
+        // Messages that were arriving when we stopped: never acknowledged.
+        let incoming = root.join(INCOMING);
+        fs::create_dir_all(&incoming)
+            .map_err(|e| annotate(e, "could not create the spool folder", &incoming))?;
+        remove_files_in(&incoming)?;
         for entry in
             fs::read_dir(root).map_err(|e| annotate(e, "could not read the spool folder", root))?
         {
@@ -129,30 +134,39 @@ impl Spool {
         self.root.join(mailbox)
     }
 
-    /// Delivers `message` into each mailbox. Returns once every copy is
-    /// durable, so the caller may then say `250`.
-    ///
-    /// All copies are written and synced first, then renamed, then each
-    /// `new/` folder is synced once: two syncs per message at most, whatever
-    /// the number of recipients in one mailbox folder.
-    pub fn deliver(&self, mailboxes: &[String], message: &[u8]) -> io::Result<()> {
-        let mut renamed = Vec::with_capacity(mailboxes.len());
-        for mailbox in mailboxes {
-            self.ensure_mailbox(mailbox)?;
-            let dir = self.mailbox_dir(mailbox);
-            let name = self.unique_name();
-            let tmp = dir.join("tmp").join(&name);
-            write_synced(&tmp, message)?;
-            let new_dir = dir.join("new");
-            fs::rename(&tmp, new_dir.join(&name))
-                .map_err(|e| annotate(e, "could not move the message into", &new_dir))?;
-            renamed.push(new_dir);
-        }
-        renamed.dedup();
-        for dir in renamed {
-            self.sync_dir(&dir)?;
-        }
-        Ok(())
+    /// Writes one mailbox's copy of a message into `batch` (in the
+    /// mailbox's `tmp/`, to appear in its `new/` when the batch is
+    /// published). `fill` writes the message into the new file.
+    pub fn add_to_mailbox(
+        &self,
+        batch: &mut Batch<'_>,
+        mailbox: &str,
+        fill: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.ensure_mailbox(mailbox)?;
+        let dir = self.mailbox_dir(mailbox);
+        batch.write(
+            &dir.join("tmp"),
+            &dir.join("new"),
+            &self.unique_name(),
+            fill,
+        )
+    }
+
+    /// Starts receiving a message: an empty file in `.incoming/` that the
+    /// SMTP server streams the message text into while it arrives (see
+    /// [`Draft`]).
+    pub fn new_draft(&self) -> io::Result<Draft> {
+        let path = self.root.join(INCOMING).join(self.unique_name());
+        let file = create_private(&path, true)?;
+        Ok(Draft {
+            path,
+            file: Some(BufWriter::with_capacity(DRAFT_BUFFER, file)),
+            error: None,
+            size: 0,
+            in_header: true,
+            received: 0,
+        })
     }
 
     /// Writes `bytes` as `final_dir/name` so that it appears whole or not at
@@ -165,11 +179,9 @@ impl Spool {
         name: &str,
         bytes: &[u8],
     ) -> io::Result<()> {
-        let tmp = tmp_dir.join(name);
-        write_synced(&tmp, bytes)?;
-        fs::rename(&tmp, final_dir.join(name))
-            .map_err(|e| annotate(e, "could not move a file into", final_dir))?;
-        self.sync_dir(final_dir)
+        let mut batch = Batch::new(self);
+        batch.write(tmp_dir, final_dir, name, |file| file.write_all(bytes))?;
+        batch.publish()
     }
 
     /// Makes `root/mailbox/{tmp,new,cur}` if missing. The first time, the
@@ -229,22 +241,235 @@ impl Spool {
     }
 }
 
-/// Writes a new file and syncs it. Mail is private, so on Unix the file is
-/// readable by its owner only.
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Creates a new file that only its owner may read (mail is private), for
+/// writing, and for reading too when `read` is set.
+fn create_private(path: &Path, read: bool) -> io::Result<File> {
     let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
+    options.read(read).write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
+    options
         .open(path)
-        .map_err(|e| annotate(e, "could not create", path))?;
-    file.write_all(bytes)
-        .map_err(|e| annotate(e, "could not write", path))?;
-    // sync_all = fsync: returns once the disk has the bytes (and the file's
-    // size). Without it they may sit in the kernel's cache for seconds.
-    file.sync_all()
-        .map_err(|e| annotate(e, "could not sync", path))
+        .map_err(|e| annotate(e, "could not create", path))
+}
+
+/// Where messages are written while they arrive, under the spool folder.
+const INCOMING: &str = ".incoming";
+
+/// The write buffer of a [`Draft`]: with the connection's 8 KiB read
+/// buffer, this is most of what a message costs in memory while it arrives.
+const DRAFT_BUFFER: usize = 4 * 1024;
+
+/// A message while it arrives, streamed to a file in `SPOOL/.incoming/`.
+///
+/// A message may be `--max-size` bytes (10 MiB by default), and a hundred
+/// clients may be sending one at once: held in memory that would be a GiB.
+/// So each line goes to this file as soon as it has arrived (through a
+/// small buffer), and memory per connection stays a few KiB whatever the
+/// size. The file server does the same with uploads.
+///
+/// Why a draft file, and not the mailbox file itself? The final copies are
+/// not just the text the client sent: each starts with headers we add
+/// *after* the text is complete (`Return-Path:`, `Received:`, and a spam
+/// filter's verdict, which needs the whole message first), and there may be
+/// several (one per local mailbox, one in the relay queue). Reserving room
+/// at the top of a file for headers of unknown length would be fragile; so
+/// once the final `.` has arrived, each copy is written as *our headers,
+/// then the draft's bytes* ([`Draft::copy_to`], which on Linux the kernel
+/// copies file to file without passing the bytes through our memory), and
+/// the draft is removed. The draft itself is never synced: it is not what
+/// we acknowledge, the copies are. (Postfix works alike: `smtpd` writes the
+/// message into a queue file as it arrives, and delivery agents copy it
+/// into mailboxes, adding their headers at the top.)
+///
+/// Dropping a draft removes its file, so a message that is refused, cut
+/// off or delivered leaves nothing in `.incoming/`.
+#[derive(Debug)]
+pub struct Draft {
+    path: PathBuf,
+    /// `None` once a write failed or the text was discarded.
+    file: Option<BufWriter<File>>,
+    /// The first write error, reported after the final `.`.
+    error: Option<io::Error>,
+    size: u64,
+    in_header: bool,
+    received: usize,
+}
+
+impl Draft {
+    /// Appends one line of message text (without its line ending; stored
+    /// with `\n`). A write that fails (a full disk) removes the file at
+    /// once, so the space is free again for the next message, and the error
+    /// is kept for [`Draft::finish`]: the client is still sending, and we
+    /// must read on to the final `.` before we can answer.
+    pub fn push_line(&mut self, text: &[u8]) {
+        if self.in_header {
+            if text.is_empty() {
+                self.in_header = false; // the blank line after the headers
+            } else if text.len() >= 9 && text[..9].eq_ignore_ascii_case(b"received:") {
+                self.received += 1;
+            }
+        }
+        self.size += text.len() as u64 + 1;
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        if let Err(e) = file.write_all(text).and_then(|()| file.write_all(b"\n")) {
+            self.error = Some(annotate(e, "could not write", &self.path));
+            self.discard();
+        }
+    }
+
+    /// Stops storing the text (it will be refused) and gives its disk space back.
+    pub fn discard(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+
+    /// The whole text has arrived: flushes it to the file. An error here
+    /// (or an earlier failed write) means the message could not be kept.
+    pub fn finish(&mut self) -> io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Err(io::Error::other("the message was discarded"));
+        };
+        if let Err(e) = file.flush() {
+            self.discard();
+            return Err(annotate(e, "could not write", &self.path));
+        }
+        Ok(())
+    }
+
+    /// How many `Received:` headers the message arrived with.
+    pub fn received_count(&self) -> usize {
+        self.received
+    }
+
+    /// The stored text from its start, to read it (a filter scoring the
+    /// message, say). Call [`Draft::finish`] first.
+    pub fn reader(&mut self) -> io::Result<&mut File> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the message was discarded"))?
+            .get_mut();
+        file.seek(SeekFrom::Start(0))?;
+        Ok(file)
+    }
+
+    /// Appends the stored text to `out`.
+    pub fn copy_to(&mut self, out: &mut File) -> io::Result<()> {
+        let copied = io::copy(self.reader()?, out)?;
+        if copied != self.size {
+            return Err(io::Error::other(format!(
+                "{}: {copied} of {} bytes read back",
+                self.path.display(),
+                self.size
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Draft {
+    fn drop(&mut self) {
+        self.discard();
+    }
+}
+
+/// Several files that must appear **together or not at all**: the copies
+/// of one message for each local mailbox and for the relay queue.
+///
+/// If we delivered each copy in turn, a full disk at the third would leave
+/// two delivered; we would answer `451` (try again), the client would send
+/// the message again, and the first two recipients would get it twice. So
+/// a batch writes and syncs every copy in its `tmp/` folder first
+/// ([`Batch::write`]); only when all are safely written does
+/// [`Batch::publish`] rename them into place and sync each folder once.
+/// A failure at any step removes everything the batch wrote, and the
+/// caller answers `451` with nothing delivered. (Dropping an unpublished
+/// batch removes its files too.)
+#[derive(Debug)]
+pub struct Batch<'a> {
+    spool: &'a Spool,
+    /// `(tmp file, final file)` for every copy written so far.
+    files: Vec<(PathBuf, PathBuf)>,
+    /// How many of `files` have been renamed into place.
+    published: usize,
+    done: bool,
+}
+
+impl<'a> Batch<'a> {
+    /// An empty batch.
+    pub fn new(spool: &'a Spool) -> Batch<'a> {
+        Batch {
+            spool,
+            files: Vec::new(),
+            published: 0,
+            done: false,
+        }
+    }
+
+    /// Writes one file as `tmp_dir/name` (its bytes written by `fill`) and
+    /// syncs it; [`Batch::publish`] will move it to `final_dir/name`. A
+    /// failure removes the partial file at once.
+    pub fn write(
+        &mut self,
+        tmp_dir: &Path,
+        final_dir: &Path,
+        name: &str,
+        fill: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let tmp = tmp_dir.join(name);
+        let mut file = create_private(&tmp, false)?;
+        // Recorded before writing, so that any failure from here on (in
+        // `fill` or in the sync) removes the file: a partial file left in
+        // `tmp/` would keep the disk full for every later message.
+        self.files.push((tmp.clone(), final_dir.join(name)));
+        fill(&mut file).map_err(|e| annotate(e, "could not write", &tmp))?;
+        // sync_all = fsync: returns once the disk has the bytes (and the
+        // file's size). Without it they may sit in the kernel's cache for
+        // seconds.
+        file.sync_all()
+            .map_err(|e| annotate(e, "could not sync", &tmp))
+    }
+
+    /// Renames every file into place, then syncs each folder that got one
+    /// (once per folder, shared with other threads: see [`GroupSync`]).
+    /// When this returns `Ok`, every file is durable.
+    pub fn publish(mut self) -> io::Result<()> {
+        for (tmp, dest) in &self.files {
+            fs::rename(tmp, dest).map_err(|e| annotate(e, "could not move a file to", dest))?;
+            self.published += 1;
+        }
+        let mut dirs: Vec<&Path> = self.files.iter().filter_map(|(_, d)| d.parent()).collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            self.spool.sync_dir(dir)?;
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Batch<'_> {
+    /// Not published (an error, or never asked to): remove every file. The
+    /// ones already renamed were visible for a moment; a mail reader that
+    /// fetched one in that moment got a message we then answer `451` for,
+    /// and the client's retry brings it again. Rare, and a duplicate is
+    /// what mail prefers to a loss.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        for (i, (tmp, dest)) in self.files.iter().enumerate() {
+            let _ = fs::remove_file(if i < self.published { dest } else { tmp });
+        }
+    }
 }
 
 /// Syncs a folder, which makes the names created or renamed in it durable.
