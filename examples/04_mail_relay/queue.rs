@@ -150,7 +150,7 @@ impl Queue {
             &self.dir.join("tmp"),
             &self.dir.join("active"),
             id,
-            |file| {
+            |mut file| {
                 file.write_all(&envelope)?;
                 draft.copy_to(file)
             },

@@ -498,10 +498,12 @@ impl Session<'_> {
         local.extend_from_slice(&headers);
         let mut batch = Batch::new(&service.spool);
         for mailbox in &transaction.local {
-            service.spool.add_to_mailbox(&mut batch, mailbox, |file| {
-                file.write_all(&local)?;
-                draft.copy_to(file)
-            })?;
+            service
+                .spool
+                .add_to_mailbox(&mut batch, mailbox, |mut file| {
+                    file.write_all(&local)?;
+                    draft.copy_to(file)
+                })?;
         }
         let queue = if transaction.remote.is_empty() {
             None

@@ -28,6 +28,7 @@
 //! Mail waiting to be relayed lives beside the mailboxes, in `.queue/`
 //! (see `queue.rs`). Mailbox names never start with `.`, so they cannot clash.
 
+use netlessons::durable::{self, TempFile};
 use netlessons::sha256::{sha256, to_hex};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -141,7 +142,7 @@ impl Spool {
         &self,
         batch: &mut Batch<'_>,
         mailbox: &str,
-        fill: impl FnOnce(&mut File) -> io::Result<()>,
+        fill: impl FnOnce(&File) -> io::Result<()>,
     ) -> io::Result<()> {
         self.ensure_mailbox(mailbox)?;
         let dir = self.mailbox_dir(mailbox);
@@ -158,7 +159,7 @@ impl Spool {
     /// [`Draft`]).
     pub fn new_draft(&self) -> io::Result<Draft> {
         let path = self.root.join(INCOMING).join(self.unique_name());
-        let file = create_private(&path, true)?;
+        let file = create_private(&path)?;
         Ok(Draft {
             path,
             file: Some(BufWriter::with_capacity(DRAFT_BUFFER, file)),
@@ -180,7 +181,7 @@ impl Spool {
         bytes: &[u8],
     ) -> io::Result<()> {
         let mut batch = Batch::new(self);
-        batch.write(tmp_dir, final_dir, name, |file| file.write_all(bytes))?;
+        batch.write(tmp_dir, final_dir, name, |mut file| file.write_all(bytes))?;
         batch.publish()
     }
 
@@ -242,10 +243,10 @@ impl Spool {
 }
 
 /// Creates a new file that only its owner may read (mail is private), for
-/// writing, and for reading too when `read` is set.
-fn create_private(path: &Path, read: bool) -> io::Result<File> {
+/// reading and writing.
+fn create_private(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
-    options.read(read).write(true).create_new(true);
+    options.read(true).write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
@@ -361,8 +362,8 @@ impl Draft {
     }
 
     /// Appends the stored text to `out`.
-    pub fn copy_to(&mut self, out: &mut File) -> io::Result<()> {
-        let copied = io::copy(self.reader()?, out)?;
+    pub fn copy_to(&mut self, mut out: &File) -> io::Result<()> {
+        let copied = io::copy(self.reader()?, &mut out)?;
         if copied != self.size {
             return Err(io::Error::other(format!(
                 "{}: {copied} of {} bytes read back",
@@ -390,15 +391,15 @@ impl Drop for Draft {
 /// ([`Batch::write`]); only when all are safely written does
 /// [`Batch::publish`] rename them into place and sync each folder once.
 /// A failure at any step removes everything the batch wrote, and the
-/// caller answers `451` with nothing delivered. (Dropping an unpublished
-/// batch removes its files too.)
+/// caller answers `451` with nothing delivered. (Each copy is a
+/// `durable::TempFile`, which removes itself unless persisted.)
 #[derive(Debug)]
 pub struct Batch<'a> {
     spool: &'a Spool,
-    /// `(tmp file, final file)` for every copy written so far.
-    files: Vec<(PathBuf, PathBuf)>,
-    /// How many of `files` have been renamed into place.
-    published: usize,
+    /// Every copy written and synced so far, and where it goes.
+    written: Vec<(TempFile, PathBuf)>,
+    /// Copies already renamed into place, to take back on a failure.
+    published: Vec<PathBuf>,
     done: bool,
 }
 
@@ -407,49 +408,53 @@ impl<'a> Batch<'a> {
     pub fn new(spool: &'a Spool) -> Batch<'a> {
         Batch {
             spool,
-            files: Vec::new(),
-            published: 0,
+            written: Vec::new(),
+            published: Vec::new(),
             done: false,
         }
     }
 
-    /// Writes one file as `tmp_dir/name` (its bytes written by `fill`) and
-    /// syncs it; [`Batch::publish`] will move it to `final_dir/name`. A
-    /// failure removes the partial file at once.
+    /// Writes one file in `tmp_dir` (its bytes written by `fill`) and syncs
+    /// it; [`Batch::publish`] will move it to `final_dir/name`. A failure
+    /// removes the partial file at once: left in `tmp/`, it would keep the
+    /// disk full for every later message.
     pub fn write(
         &mut self,
         tmp_dir: &Path,
         final_dir: &Path,
         name: &str,
-        fill: impl FnOnce(&mut File) -> io::Result<()>,
+        fill: impl FnOnce(&File) -> io::Result<()>,
     ) -> io::Result<()> {
-        let tmp = tmp_dir.join(name);
-        let mut file = create_private(&tmp, false)?;
-        // Recorded before writing, so that any failure from here on (in
-        // `fill` or in the sync) removes the file: a partial file left in
-        // `tmp/` would keep the disk full for every later message.
-        self.files.push((tmp.clone(), final_dir.join(name)));
-        fill(&mut file).map_err(|e| annotate(e, "could not write", &tmp))?;
+        let temp = TempFile::create_private_in(tmp_dir, &format!(".{name}.tmp-"))?;
+        fill(temp.file()).map_err(|e| annotate(e, "could not write", temp.path()))?;
         // sync_all = fsync: returns once the disk has the bytes (and the
-        // file's size). Without it they may sit in the kernel's cache for
-        // seconds.
-        file.sync_all()
-            .map_err(|e| annotate(e, "could not sync", &tmp))
+        // file's size). Done here, for every copy, before any is renamed:
+        // the sync is where a full or failing disk shows, and then nothing
+        // has been made visible yet.
+        temp.file()
+            .sync_all()
+            .map_err(|e| annotate(e, "could not sync", temp.path()))?;
+        self.written.push((temp, final_dir.join(name)));
+        Ok(())
     }
 
     /// Renames every file into place, then syncs each folder that got one
     /// (once per folder, shared with other threads: see [`GroupSync`]).
     /// When this returns `Ok`, every file is durable.
     pub fn publish(mut self) -> io::Result<()> {
-        for (tmp, dest) in &self.files {
-            fs::rename(tmp, dest).map_err(|e| annotate(e, "could not move a file to", dest))?;
-            self.published += 1;
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (temp, dest) in std::mem::take(&mut self.written) {
+            // Synced already, so the sync in here finds nothing left to write.
+            temp.persist_unsynced_dir(&dest)?;
+            if let Some(dir) = dest.parent() {
+                if !dirs.iter().any(|d| d == dir) {
+                    dirs.push(dir.to_path_buf());
+                }
+            }
+            self.published.push(dest);
         }
-        let mut dirs: Vec<&Path> = self.files.iter().filter_map(|(_, d)| d.parent()).collect();
-        dirs.sort();
-        dirs.dedup();
         for dir in dirs {
-            self.spool.sync_dir(dir)?;
+            self.spool.sync_dir(&dir)?;
         }
         self.done = true;
         Ok(())
@@ -457,37 +462,18 @@ impl<'a> Batch<'a> {
 }
 
 impl Drop for Batch<'_> {
-    /// Not published (an error, or never asked to): remove every file. The
-    /// ones already renamed were visible for a moment; a mail reader that
-    /// fetched one in that moment got a message we then answer `451` for,
-    /// and the client's retry brings it again. Rare, and a duplicate is
-    /// what mail prefers to a loss.
+    /// Not published (an error): the copies still in `tmp/` remove
+    /// themselves; the ones already renamed are removed here. Those were
+    /// visible for a moment, and a mail reader that fetched one in that
+    /// moment got a message we then answer `451` for: the client's retry
+    /// brings it again. Rare (a rename needs no new space), and a
+    /// duplicate is what mail prefers to a loss.
     fn drop(&mut self) {
-        if self.done {
-            return;
+        if !self.done {
+            for dest in &self.published {
+                let _ = fs::remove_file(dest);
+            }
         }
-        for (i, (tmp, dest)) in self.files.iter().enumerate() {
-            let _ = fs::remove_file(if i < self.published { dest } else { tmp });
-        }
-    }
-}
-
-/// Syncs a folder, which makes the names created or renamed in it durable.
-///
-/// On Unix a folder can be opened and synced like a file. Elsewhere std
-/// offers no way to do it, and we rely on the file system instead: weaker,
-/// since a power cut just after a rename could then lose the rename.
-fn sync_dir_now(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| annotate(e, "could not sync folder", dir))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
     }
 }
 
@@ -535,7 +521,7 @@ impl GroupSync {
                 state.running = true;
                 let upto = state.issued;
                 drop(state);
-                let result = sync_dir_now(dir);
+                let result = durable::sync_dir(dir);
                 state = lock(&self.state);
                 state.running = false;
                 if result.is_ok() {
