@@ -10,6 +10,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod client;
+mod interop;
+
 use common::http::{self, Client, Response};
 use common::{Server, reference_only, temp_dir};
 use std::fs;
