@@ -25,6 +25,8 @@
 //! inputs (the order in which eight threads reach the server varies).
 
 mod common;
+#[path = "bad_input/web.rs"]
+mod web;
 
 use common::{Rng, Server, dir_entries, file_login_lines, reference_only, say, temp_dir};
 use netlessons::sha256::{sha256, to_hex};

@@ -89,6 +89,8 @@ struct Config {
     /// Log one line per response (`--quiet` turns it off).
     log: bool,
     idle_timeout: Option<Duration>,
+    /// The line clock (30 s), which also bounds a chunked body's wait.
+    line_timeout: Option<Duration>,
 }
 
 fn main() -> ExitCode {
@@ -126,6 +128,7 @@ fn main() -> ExitCode {
         },
         log: !args.flag("--quiet"),
         idle_timeout: config.idle_timeout,
+        line_timeout: config.line_timeout,
     });
     let server = match Server::bind(config) {
         Ok(server) => server,
@@ -214,7 +217,7 @@ fn answer(
 ) -> io::Result<(Status, u64, Persistence)> {
     let head_only = request.method == "HEAD";
     let refusal = match request.method.as_str() {
-        "GET" | "HEAD" => discard_body(conn, request)?.err(),
+        "GET" | "HEAD" => discard_body(conn, request, config.line_timeout)?.err(),
         "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "TRACE" | "CONNECT" => {
             Some(Status::MethodNotAllowed)
         }
@@ -272,7 +275,11 @@ fn answer(
 /// Reads and throws away a body sent with a GET or HEAD, so that none of its
 /// bytes is taken for the next request. `Ok(Err(status))`: a body we refuse
 /// (ambiguous framing, too large, malformed chunks).
-fn discard_body(conn: &mut Connection, request: &Request) -> io::Result<Result<(), Status>> {
+fn discard_body(
+    conn: &mut Connection,
+    request: &Request,
+    line_timeout: Option<Duration>,
+) -> io::Result<Result<(), Status>> {
     let framing = match request.body_framing() {
         Ok(framing) => framing,
         Err(status) => return Ok(Err(status)),
@@ -285,7 +292,12 @@ fn discard_body(conn: &mut Connection, request: &Request) -> io::Result<Result<(
             Ok(Ok(()))
         }
         BodyFraming::Chunked => {
-            let mut source = BodyClock::new(conn);
+            let mut source = BodyClock {
+                conn,
+                grace: line_timeout,
+                start: Instant::now(),
+                received: 0,
+            };
             match framing::read_chunked(&mut source, &mut io::sink(), MAX_REQUEST_BODY) {
                 Ok(_) => Ok(Ok(())),
                 Err(e) if is_too_long(&e) => Ok(Err(Status::ContentTooLarge)),
@@ -302,22 +314,18 @@ fn discard_body(conn: &mut Connection, request: &Request) -> io::Result<Result<(
 /// trickle one-byte chunks for ever.)
 struct BodyClock<'a> {
     conn: &'a mut Connection,
+    /// The line timeout (`None`: no body clock either).
+    grace: Option<Duration>,
     start: Instant,
     received: u64,
 }
 
-impl<'a> BodyClock<'a> {
-    fn new(conn: &'a mut Connection) -> BodyClock<'a> {
-        BodyClock {
-            conn,
-            start: Instant::now(),
-            received: 0,
-        }
-    }
-
+impl BodyClock<'_> {
     fn check(&self) -> io::Result<()> {
-        let allowed = netlessons::connection::LINE_TIMEOUT
-            + Duration::from_secs(self.received / MIN_BODY_RATE);
+        let Some(grace) = self.grace else {
+            return Ok(());
+        };
+        let allowed = grace + Duration::from_secs(self.received / MIN_BODY_RATE);
         if self.start.elapsed() > allowed {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
