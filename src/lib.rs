@@ -2,7 +2,7 @@
 //!
 //! A teaching crate. You learn how networked programs work by reading a short
 //! chapter, running a small server and its client, and talking to the server
-//! with real tools (`nc`, `curl`, Python). Four examples build on each other:
+//! with real tools (`nc`, `curl`, Python, a browser). The examples build on each other:
 //!
 //! | step | example | what it teaches |
 //! |---|---|---|
@@ -10,6 +10,7 @@
 //! | 2 | `02_chat_server` / `02_chat_client` | many clients, threads, shared state, backpressure |
 //! | 3 | `03_file_server` / `03_file_client` | binary data, counted bodies, digests, atomic writes, authentication |
 //! | 4 | `04_mail_relay` / `04_mail_client` | SMTP and POP3, store-and-forward, durable spooling, no open relay |
+//! | 6 | `06_web_server` / `06_web_client` | HTTP/1.1, keep-alive, safe paths, caching and ranges; the course served to a browser |
 //!
 //! The chapters live in `docs/` and, compiled into these docs, under [`tutorial`].
 //!

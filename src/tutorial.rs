@@ -20,6 +20,7 @@
 7. [An email-style relay](crate::tutorial::ch07_mail_relay)
 8. [Measuring and limits](crate::tutorial::ch08_measuring)
 9. [Connecting two computers](crate::tutorial::ch09_two_computers)
+10. [A web server](crate::tutorial::ch10_web_server)
 "]
 pub mod index {}
 
@@ -49,3 +50,6 @@ pub mod ch08_measuring {}
 
 #[doc = include_str!("../docs/09-two-computers.md")]
 pub mod ch09_two_computers {}
+
+#[doc = include_str!("../docs/10-web-server.md")]
+pub mod ch10_web_server {}
