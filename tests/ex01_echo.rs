@@ -10,7 +10,7 @@ use assert_cmd::Command as AssertCommand;
 use common::{Rng, Server, connect, have, read_to_end, reference_only};
 use predicates::prelude::*;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -63,26 +63,87 @@ fn echoes_a_client_that_writes_one_byte_at_a_time() {
     }
 }
 
-/// Fifty clients at once each get exactly their own bytes back.
+/// Fifty clients at once each get exactly their own bytes back, and all
+/// fifty are served while every one of them is connected: a server that
+/// serves one client at a time fails this.
 #[test]
 fn serves_fifty_concurrent_clients() {
     let server = Server::start(SERVER, &[]);
-    let addr = server.addr();
-    let clients: Vec<_> = (0..50u64)
-        .map(|i| {
+    if let Err(why) = fifty_at_once(server.addr(), common::IO_TIMEOUT) {
+        panic!("{why}");
+    }
+}
+
+/// The check above fails a server that serves one client at a time (a
+/// tiny one written here): a test of the test.
+#[test]
+fn one_client_at_a_time_fails_the_fifty_clients_check() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The mistake chapter 2 warns about: serve each client to its end
+    // before accepting the next, all on one thread.
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = stream.try_clone().unwrap();
+            let _ = std::io::copy(&mut reader, &mut stream);
+        }
+    });
+    // It never answers the second client, so a short wait is enough here.
+    let why = fifty_at_once(addr, Duration::from_secs(2))
+        .expect_err("a one-at-a-time server passed the fifty-clients check");
+    assert!(why.contains("one client at a time"), "{why}");
+}
+
+/// Connects fifty clients and keeps them all open. Each says hello and must
+/// get it back while the others are connected (waiting at most `wait`);
+/// then all fifty send 10 KB or more at the same time and must get exactly
+/// their own bytes back.
+fn fifty_at_once(addr: SocketAddr, wait: Duration) -> Result<(), String> {
+    let mut clients = Vec::new();
+    for i in 0..50u64 {
+        let mut stream = connect(addr);
+        stream.set_read_timeout(Some(wait)).unwrap();
+        let hello = format!("hello from client {i}\n");
+        stream.write_all(hello.as_bytes()).unwrap();
+        let mut got = vec![0u8; hello.len()];
+        if let Err(e) = stream.read_exact(&mut got) {
+            return Err(format!(
+                "client {i} sent {hello:?} and got no echo within {wait:?} ({e}) while {i} \
+                 other clients were still connected: does the server serve one client at a \
+                 time? Each client needs its own thread."
+            ));
+        }
+        common::report::assert_bytes(
+            &format!("client {i}'s echo"),
+            hello.as_bytes(),
+            hello.as_bytes(),
+            &got,
+        );
+        stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+        clients.push(stream);
+    }
+    let threads: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, stream)| {
             thread::spawn(move || {
-                let payload = Rng::new(i + 100).bytes(10_000 + i as usize * 997);
-                let echoed = echo_round_trip(connect(addr), payload.clone());
-                assert!(
-                    echoed == payload,
-                    "client {i} got someone else's or damaged bytes"
+                let payload = Rng::new(i as u64 + 100).bytes(10_000 + i * 997);
+                let echoed = echo_round_trip(stream, payload.clone());
+                common::report::assert_bytes(
+                    &format!("client {i}'s echo (someone else's or damaged bytes?)"),
+                    &payload,
+                    &payload,
+                    &echoed,
                 );
             })
         })
         .collect();
-    for c in clients {
-        c.join().unwrap();
+    for t in threads {
+        t.join()
+            .map_err(|_| "a client failed (its message is above)".to_string())?;
     }
+    Ok(())
 }
 
 /// One client stays connected and idle while another is served: threads at work.

@@ -1063,11 +1063,16 @@ fn help_and_bad_flags() {
 }
 
 /// Exercise 1 (chapter 5): `DELETE <name>` removes a file: `OK`, then
-/// `ERR no such file`; bad names are refused as everywhere else.
+/// `ERR no such file`; bad names are refused as everywhere else; a folder
+/// or a symlink in the root is not a file the server serves, so DELETE
+/// leaves it (and what it points at) alone with `ERR no such file`.
 #[test]
 fn exercise_1_delete() {
     let setup = Setup::new("ex-delete");
     fs::write(setup.dir.join("x"), b"outside").unwrap();
+    fs::create_dir(setup.root.join("photos")).unwrap();
+    fs::write(setup.root.join("photos/cat.jpg"), b"meow").unwrap();
+    std::os::unix::fs::symlink("../x", setup.root.join("shortcut.txt")).unwrap();
     let server = setup.start(&[]);
     let mut raw = Raw::login(server.addr(), "learner", SECRET);
     raw.put_ok("old-notes.txt", b"delete me");
@@ -1078,14 +1083,33 @@ fn exercise_1_delete() {
         Err("ERR no such file".to_string())
     );
     assert_eq!(raw.ask("DELETE old-notes.txt"), "ERR no such file");
-    for bad in ["../x", ".hidden", "a/b", "/etc/passwd"] {
+    for bad in ["../x", ".hidden", "a/b", "/etc/passwd", "photos/cat.jpg"] {
         assert_eq!(
             raw.ask(format!("DELETE {bad}")),
             "ERR bad name",
             "DELETE {bad}"
         );
     }
+    assert_eq!(
+        raw.ask("DELETE photos"),
+        "ERR no such file",
+        "DELETE of a folder"
+    );
+    assert_eq!(
+        raw.ask("DELETE shortcut.txt"),
+        "ERR no such file",
+        "DELETE of a symlink"
+    );
     assert_eq!(fs::read(setup.dir.join("x")).unwrap(), b"outside");
+    assert_eq!(
+        fs::read(setup.root.join("photos/cat.jpg")).unwrap(),
+        b"meow",
+        "DELETE photos removed the folder's contents"
+    );
+    assert!(
+        fs::symlink_metadata(setup.root.join("shortcut.txt")).is_ok_and(|m| m.is_symlink()),
+        "DELETE shortcut.txt removed the symlink"
+    );
     assert_eq!(
         raw.list()
             .into_iter()
@@ -1093,7 +1117,7 @@ fn exercise_1_delete() {
             .collect::<Vec<_>>(),
         ["keep.txt"]
     );
-    assert_eq!(setup.root_entries(), ["keep.txt"]);
+    assert_eq!(setup.root_entries(), ["keep.txt", "photos", "shortcut.txt"]);
 }
 
 /// Exercise 2 (chapter 5): `STAT <name>` answers `OK <size> <sha256>` like
