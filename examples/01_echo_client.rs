@@ -49,6 +49,7 @@ fn run(addr: &str, trace: bool) -> io::Result<()> {
     let mut conn = Connection::connect(addr, trace)?;
     let stdin = io::stdin().lock();
     let mut stdout = io::stdout().lock();
+    let mut answered = false;
     for line in stdin.split(b'\n') {
         let mut line = line?;
         if line.last() == Some(&b'\r') {
@@ -63,15 +64,43 @@ fn run(addr: &str, trace: bool) -> io::Result<()> {
         conn.send_line(&line)?;
         // read_line flushes our line out first, then waits for the reply. The
         // reply may arrive in pieces; read_line keeps reading until the "\n".
-        let reply = conn.read_line(MAX_LINE)?.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection before replying",
-            )
-        })?;
+        let reply = match conn.read_line(MAX_LINE) {
+            Ok(Some(reply)) => reply,
+            // The server hung up instead of answering: an end of stream, or
+            // a reset (it closed with our line unread, so its system answered
+            // our bytes with RST). Both mean the same to a learner.
+            Ok(None) => return Err(closed(answered)),
+            Err(e) if is_hang_up(&e) => return Err(closed(answered)),
+            Err(e) => return Err(e),
+        };
+        answered = true;
         stdout.write_all(&reply)?;
         stdout.write_all(b"\n")?;
         stdout.flush()?;
     }
     Ok(())
+}
+
+/// Is `e` the peer hanging up (rather than, say, a timeout)?
+fn is_hang_up(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// The error for a server that closed the connection instead of replying.
+/// Before any reply, the usual cause is the server's allowlist: it accepts
+/// the connection, sees an address it does not admit, and closes at once.
+fn closed(answered: bool) -> io::Error {
+    let message = if answered {
+        "the server closed the connection before replying (its log says why)"
+    } else {
+        "the server closed the connection without answering: are you outside its --allow list? \
+         (the server's log says why)"
+    };
+    io::Error::new(io::ErrorKind::UnexpectedEof, message)
 }

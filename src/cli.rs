@@ -237,6 +237,26 @@ impl Command {
         self.opts.iter().find(|o| o.long == long)
     }
 
+    /// The error for a positional `word` this command does not take, with a
+    /// guess at what was meant when it looks like a port or an address.
+    fn stray_word(&self, word: &str) -> String {
+        let mut message = format!("unexpected argument '{word}' (options start with --)");
+        if let Some(addr) = self.find("--addr") {
+            let host = addr
+                .default
+                .as_deref()
+                .and_then(|d| d.rsplit_once(':'))
+                .map_or("127.0.0.1", |(host, _)| host);
+            if word.parse::<u16>().is_ok() {
+                message =
+                    format!("unexpected argument '{word}': did you mean --addr {host}:{word}?");
+            } else if word.parse::<std::net::SocketAddr>().is_ok() {
+                message = format!("unexpected argument '{word}': did you mean --addr {word}?");
+            }
+        }
+        message
+    }
+
     fn usage_error(&self, message: String) -> CliError {
         CliError::Usage {
             message,
@@ -286,6 +306,14 @@ impl Command {
                         return Err(self.usage_error(format!("{} needs a value ({v})", opt.long)));
                     }
                 },
+            }
+        }
+        // A command that documents no positional words takes none: a stray
+        // one is a mistake (`01_echo_server 7005` meant a port), and ignoring
+        // it would leave the program listening somewhere else, silently.
+        if self.positionals.is_empty() {
+            if let Some(word) = positionals.first() {
+                return Err(self.usage_error(self.stray_word(word)));
             }
         }
         for opt in &self.opts {
@@ -489,6 +517,34 @@ mod tests {
             .alias("--smtp", "--smtp-addr")
             .hidden_opt("--knob", Some("5"))
             .positional("CMD", "what to do")
+    }
+
+    /// A command without positional words refuses a stray one, and guesses
+    /// `--addr` when the word is a port or an address.
+    #[test]
+    fn stray_positional_word_is_a_usage_error() {
+        let server = Command::new("srv", "A server.").server_options("127.0.0.1:7001", None);
+        let message = |list: &[&str]| match server.parse(args(list)) {
+            Err(CliError::Usage { message, .. }) => message,
+            other => panic!("expected a usage error, got {other:?}"),
+        };
+        assert_eq!(
+            message(&["7005"]),
+            "unexpected argument '7005': did you mean --addr 127.0.0.1:7005?"
+        );
+        assert_eq!(
+            message(&["--trace", "0.0.0.0:7005"]),
+            "unexpected argument '0.0.0.0:7005': did you mean --addr 0.0.0.0:7005?"
+        );
+        assert_eq!(
+            message(&["start"]),
+            "unexpected argument 'start' (options start with --)"
+        );
+        // A command that takes positional words still gets them.
+        assert_eq!(
+            demo().parse(args(&["7005"])).unwrap().positionals(),
+            ["7005"]
+        );
     }
 
     /// Values, `=` values, flags, aliases, defaults and positionals all parse.

@@ -7,6 +7,7 @@
 mod common;
 
 use assert_cmd::Command as AssertCommand;
+use common::fake::FakeServer;
 use common::{Rng, Server, connect, have, read_to_end, reference_only};
 use predicates::prelude::*;
 use std::io::{Read, Write};
@@ -190,6 +191,35 @@ fn client_example_reports_connection_refused() {
     );
 }
 
+/// A server that closes at once (as one does to a peer outside its
+/// `--allow`), whether with a clean close or a reset, is explained by the
+/// client example: "without answering: are you outside its --allow list?".
+#[test]
+fn client_example_explains_a_close_before_any_reply() {
+    // A close before reading anything, and a close with our line unread,
+    // which the system answers with a reset.
+    let closes_at_once = FakeServer::start("a server that closes at once", drop);
+    let resets = FakeServer::start("a server that resets", |stream| {
+        let _ = stream.peek(&mut [0u8; 1]); // our line has arrived, unread
+    });
+    for fake in [closes_at_once, resets] {
+        let done = run_client(&fake.addr().to_string(), b"hi\n");
+        done.expect_failure();
+        if common::override_command(CLIENT).is_none() {
+            let stderr = String::from_utf8_lossy(&done.stderr);
+            assert!(
+                stderr.contains(
+                    "the server closed the connection without answering: are you outside \
+                     its --allow list?"
+                ),
+                "{}",
+                done.stderr_tail()
+            );
+        }
+        fake.result(Duration::from_secs(10));
+    }
+}
+
 /// A Python `socket` client, written by nobody here, gets its bytes back.
 #[test]
 fn python_socket_client_interop() {
@@ -367,6 +397,13 @@ fn help_and_bad_flags() {
     for example in [SERVER, CLIENT] {
         common::check_help_and_unknown_flag(example, "--addr", Duration::from_secs(30));
     }
+}
+
+/// `01_echo_server 7005` (a port without `--addr`) is refused: exit 2 and
+/// "did you mean --addr 127.0.0.1:7005?", not a server listening elsewhere.
+#[test]
+fn stray_argument_is_refused() {
+    common::check_stray_argument(SERVER, "127.0.0.1", Duration::from_secs(30));
 }
 
 /// The server reports a port in use in plain words.

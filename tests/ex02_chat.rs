@@ -956,6 +956,13 @@ fn help_and_bad_flags() {
     }
 }
 
+/// `02_chat_server 7005` (a port without `--addr`) is refused: exit 2 and
+/// "did you mean --addr 127.0.0.1:7005?", not a server listening elsewhere.
+#[test]
+fn stray_argument_is_refused() {
+    common::check_stray_argument(SERVER, "127.0.0.1", Duration::from_secs(30));
+}
+
 /// Terminal escape sequences in chat lines are defused (shown as `�`), so
 /// nobody can clear or recolour other people's screens.
 #[test]

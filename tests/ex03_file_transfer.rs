@@ -1062,6 +1062,13 @@ fn help_and_bad_flags() {
         .stderr(predicate::str::contains("line 2"));
 }
 
+/// `03_file_server 7005` (a port without `--addr`) is refused: exit 2 and
+/// "did you mean --addr 127.0.0.1:7005?", not a server listening elsewhere.
+#[test]
+fn stray_argument_is_refused() {
+    common::check_stray_argument(SERVER, "127.0.0.1", Duration::from_secs(30));
+}
+
 /// Exercise 1 (chapter 5): `DELETE <name>` removes a file: `OK`, then
 /// `ERR no such file`; bad names are refused as everywhere else; a folder
 /// or a symlink in the root is not a file the server serves, so DELETE

@@ -1544,3 +1544,10 @@ fn exercise_4_mail_loop_is_refused() {
     );
     assert_eq!(maildir(&r.spool, "bob").len(), 1);
 }
+
+/// `04_mail_relay 7005` (a port without `--addr`) is refused: exit 2 and
+/// "did you mean --addr 127.0.0.1:7005?", not a server listening elsewhere.
+#[test]
+fn stray_argument_is_refused() {
+    common::check_stray_argument(RELAY, "127.0.0.1", Duration::from_secs(30));
+}

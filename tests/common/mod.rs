@@ -604,6 +604,28 @@ pub fn check_help_and_unknown_flag(example: &str, usage_shows: &str, timeout: Du
         );
 }
 
+/// Checks that the server `example` refuses a stray positional argument (a
+/// port typed without `--addr`) with a usage error, exit status 2 and a
+/// guess: `did you mean --addr 127.0.0.1:7005?` (the host is the default
+/// `--addr`'s). Skipped under an override: the wording is the reference's.
+#[track_caller]
+pub fn check_stray_argument(example: &str, default_host: &str, timeout: Duration) {
+    use assert_cmd::Command as AssertCommand;
+    use predicates::prelude::*;
+    if !reference_only(example, "a stray positional argument is refused") {
+        return;
+    }
+    AssertCommand::from_std(command(example))
+        .arg("7005")
+        .timeout(timeout)
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::starts_with(format!(
+            "error: unexpected argument '7005': did you mean --addr {default_host}:7005?"
+        )));
+}
+
 /// The client's half of the file server's login, as the lines on the wire.
 ///
 /// Built by [`file_login_lines`] from the server's nonce; tests that speak the
