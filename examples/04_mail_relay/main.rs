@@ -31,6 +31,7 @@ mod forward;
 mod message;
 mod pop3;
 mod queue;
+mod score;
 mod smtp;
 mod spool;
 

@@ -1,0 +1,791 @@
+//! The third filter: **content scoring**, in the manner of SpamAssassin.
+//!
+//! The first two filters (`greet.rs`, `greylist.rs`) judge how a client
+//! behaves. This one reads what it sent. Every accepted message is checked
+//! against named *rules*; each rule that matches adds its score, and a
+//! message whose total reaches the threshold (`--spam-threshold`, 5.0 by
+//! default) is spam. No single clue decides: a missing `Date:` is a little
+//! suspicious (1.0), a subject in capitals a little more (1.5), and it takes
+//! several together to reach 5.
+//!
+//! The verdict is written into the message itself, at the top, exactly as
+//! SpamAssassin writes it, so any mail reader's filter can sort on it:
+//!
+//! ```text
+//! X-Spam-Status: Yes, score=1002.5 required=5.0 tests=GTUBE,MISSING_DATE,MISSING_MID
+//! X-Spam-Level: **************************************************
+//! X-Spam-Flag: YES
+//! ```
+//!
+//! Spam is not refused: it is delivered to the user's `.Junk` folder
+//! (`spool.rs`), because rules make mistakes (a *false positive*), and a
+//! message in a folder can be rescued, while a refused one is gone.
+//!
+//! The built-in rules are in [`builtin_rules`]; `--spam-rules FILE` adds more,
+//! one a line (see [`parse_rules`]):
+//!
+//! ```text
+//! # NAME          SCORE  PART            TEXT (a substring, any case)
+//! CHEAP_PILLS     4.5    body            cheap pills
+//! LOTTERY_SUBJ    3      subject         you have won
+//! FROM_FRIEND     -2.0   header:X-Mailer our own newsletter tool
+//! ```
+//!
+//! Reading a message: both passes ([`scan`] and [`rewrite`]) read the stored
+//! message (`\n` line endings) a line at a time, so scoring a 10 MiB message
+//! needs no more memory than scoring a short one. (SpamAssassin instead reads
+//! the whole message, and its `spamc` client skips messages over 500 KB.)
+
+use std::fmt;
+use std::fs;
+use std::io::{self, BufRead, Write};
+use std::path::Path;
+
+/// The standard test string of GTUBE, the Generic Test for Unsolicited Bulk
+/// Email. Every content filter treats a message containing it as spam, so
+/// that anyone can check a filter works without sending real spam.
+pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+/// At most this many `*` in `X-Spam-Level` (as SpamAssassin caps it): GTUBE's
+/// 1000 stars would break the 1000-byte line limit at the next hop.
+pub const MAX_STARS: i64 = 50;
+
+/// Header bytes kept for scoring: past this, further header fields are
+/// passed through but not scored (a message with megabytes of headers is
+/// not going to be scored any better for reading them all).
+const MAX_SCORED_HEADERS: usize = 64 * 1024;
+
+/// The longest line we read in one piece. Stored lines are at most 998 bytes
+/// (the SMTP session refuses longer ones), so this only guards the reader.
+const MAX_LINE: usize = 64 * 1024;
+
+/// A score in thousandths of a point. Scores are added up, so fixed point
+/// keeps `0.1 + 0.2` equal to `0.3`, and a score written `7.3` prints `7.3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Score(pub i64);
+
+impl Score {
+    /// Parses a signed decimal with at most three digits after the point:
+    /// `5`, `-1.5`, `+0.25`. No exponents, no `nan`, no `inf`.
+    pub fn parse(text: &str) -> Result<Score, String> {
+        let bad = || format!("{text:?} is not a score (write a decimal such as 2.5 or -1)");
+        let (negative, digits) = match text.as_bytes().first() {
+            Some(b'-') => (true, &text[1..]),
+            Some(b'+') => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+            return Err(bad());
+        }
+        if fraction.len() > 3 {
+            return Err(format!(
+                "{text:?} has more than three digits after the point"
+            ));
+        }
+        if digits.ends_with('.') {
+            return Err(bad());
+        }
+        let whole: i64 = whole
+            .parse()
+            .ok()
+            .filter(|w| *w <= 1_000_000)
+            .ok_or_else(|| format!("{text:?} is too large (at most 1000000)"))?;
+        let mut thousandths = 0;
+        for (i, digit) in fraction.bytes().enumerate() {
+            thousandths += i64::from(digit - b'0') * [100, 10, 1][i];
+        }
+        let value = whole * 1000 + thousandths;
+        Ok(Score(if negative { -value } else { value }))
+    }
+
+    /// Whole points, as `X-Spam-Level` counts them: 7.9 is 7, anything below
+    /// one point is 0.
+    pub fn whole_points(self) -> i64 {
+        self.0.max(0) / 1000
+    }
+}
+
+impl fmt::Display for Score {
+    /// One decimal, rounded half away from zero: `7.25` → `7.3`, `-0.04` →
+    /// `0.0` (never `-0.0`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenths = (self.0.abs() + 50) / 100;
+        let sign = if self.0 < 0 && tenths > 0 { "-" } else { "" };
+        write!(f, "{sign}{}.{}", tenths / 10, tenths % 10)
+    }
+}
+
+/// Which part of a message a rule looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// The `Subject:` header field(s).
+    Subject,
+    /// The `From:` header field(s).
+    From,
+    /// The `To:` header field(s).
+    To,
+    /// Everything after the header section.
+    Body,
+    /// Any header field with this name (lower case).
+    Header(String),
+}
+
+/// What a rule tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Test {
+    /// `TEXT` occurs in `Part`, ignoring ASCII case (the text is stored in
+    /// lower case).
+    Contains(Part, Vec<u8>),
+    /// The GTUBE string occurs in the body (exactly, as SpamAssassin matches it).
+    Gtube,
+    /// There is no header field of this name (lower case).
+    Missing(&'static str),
+    /// The subject has at least five letters and none in lower case.
+    SubjectInCapitals,
+    /// `From:` names one of our own domains, but the client is outside
+    /// `--relay-allow`: our own users send through us from inside.
+    ForgedLocalFrom,
+}
+
+/// A named rule with its score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The name listed in `tests=` when the rule fires.
+    pub name: String,
+    /// Added to the message's score when the rule fires (may be negative).
+    pub score: Score,
+    /// What it looks for.
+    pub test: Test,
+}
+
+/// The rules every relay starts with. The names are SpamAssassin's where it
+/// has the same rule; the scores are round numbers close to its own.
+pub fn builtin_rules() -> Vec<Rule> {
+    let rule = |name: &str, points: i64, test| Rule {
+        name: name.to_string(),
+        score: Score(points),
+        test,
+    };
+    vec![
+        rule("GTUBE", 1_000_000, Test::Gtube),
+        rule("MISSING_DATE", 1_000, Test::Missing("date")),
+        rule("MISSING_MID", 500, Test::Missing("message-id")),
+        rule("MISSING_SUBJECT", 1_000, Test::Missing("subject")),
+        rule("SUBJ_ALL_CAPS", 1_500, Test::SubjectInCapitals),
+        rule("FORGED_LOCAL_FROM", 3_000, Test::ForgedLocalFrom),
+    ]
+}
+
+/// Reads a `--spam-rules` file. The error is the one line the relay prints
+/// before it stops: `FILE:N: reason`.
+pub fn load_rules(path: &Path) -> Result<Vec<Rule>, String> {
+    let text = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| format!("{}: the file is not UTF-8 text", path.display()))?;
+    parse_rules(&text).map_err(|(line, why)| format!("{}:{line}: {why}", path.display()))
+}
+
+/// Parses rules, one a line: `NAME SCORE PART TEXT`. `#` starts a comment
+/// line; blank lines are skipped. On error: the line number (from 1) and why.
+///
+/// * NAME: letters, digits and `_`, starting with a letter (so it reads well
+///   in `tests=`), at most 40 characters, not used twice;
+/// * SCORE: a signed decimal ([`Score::parse`]);
+/// * PART: `subject`, `from`, `to`, `body` or `header:NAME`, in any case;
+/// * TEXT: the rest of the line, spaces included (trimmed at both ends),
+///   matched as a substring ignoring ASCII case.
+pub fn parse_rules(text: &str) -> Result<Vec<Rule>, (usize, String)> {
+    let mut rules: Vec<Rule> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let rule = parse_rule(line).map_err(|why| (number, why))?;
+        let taken = builtin_rules()
+            .iter()
+            .chain(&rules)
+            .any(|r| r.name == rule.name);
+        if taken {
+            return Err((
+                number,
+                format!("the rule name {} is already used", rule.name),
+            ));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+/// One non-comment line of a rules file.
+fn parse_rule(line: &str) -> Result<Rule, String> {
+    let mut words = line.splitn(4, char::is_whitespace);
+    let (Some(name), Some(score), Some(part), Some(text)) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return Err(
+            "expected NAME SCORE PART TEXT, for example: CHEAP 2.5 body cheap pills".into(),
+        );
+    };
+    let name_ok = name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !name_ok {
+        return Err(format!(
+            "{name:?} is not a rule name (letters, digits and _, starting with a letter, at most 40)"
+        ));
+    }
+    let score = Score::parse(score)?;
+    let lower = part.to_ascii_lowercase();
+    let part = match lower.as_str() {
+        "subject" => Part::Subject,
+        "from" => Part::From,
+        "to" => Part::To,
+        "body" => Part::Body,
+        _ => match lower.strip_prefix("header:") {
+            Some(field) if is_field_name(field.as_bytes()) => Part::Header(field.to_string()),
+            _ => {
+                return Err(format!(
+                    "{part:?} is not a part (use subject, from, to, body or header:NAME)"
+                ));
+            }
+        },
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("the TEXT to look for is empty".into());
+    }
+    Ok(Rule {
+        name: name.to_string(),
+        score,
+        test: Test::Contains(part, text.to_ascii_lowercase().into_bytes()),
+    })
+}
+
+/// What the scorer knows about where a message came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The client is outside `--relay-allow`.
+    pub outside: bool,
+    /// Our own domains, lower case.
+    pub domains: &'a [String],
+}
+
+/// The result of scoring one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The sum of the scores of the rules that fired.
+    pub score: Score,
+    /// The threshold it was compared with.
+    pub required: Score,
+    /// The names of the rules that fired, in rule order.
+    pub tests: Vec<String>,
+}
+
+impl Verdict {
+    /// At or above the threshold.
+    pub fn is_spam(&self) -> bool {
+        self.score >= self.required
+    }
+
+    /// The header lines to add at the top of the message, each ending in `\n`.
+    pub fn headers(&self) -> String {
+        let tests = if self.tests.is_empty() {
+            "none".to_string()
+        } else {
+            self.tests.join(",")
+        };
+        let yes_no = if self.is_spam() { "Yes" } else { "No" };
+        let stars = "*".repeat(self.score.whole_points().min(MAX_STARS) as usize);
+        // An empty field keeps its space after the colon in SpamAssassin's
+        // output too ("X-Spam-Level: "), so a reader's filter that matches
+        // the line start sees the same bytes either way.
+        let mut out = format!(
+            "X-Spam-Status: {yes_no}, score={} required={} tests={tests}\nX-Spam-Level: {stars}\n",
+            self.score, self.required
+        );
+        if self.is_spam() {
+            out.push_str("X-Spam-Flag: YES\n");
+        }
+        out
+    }
+
+    /// A short line for the log: `spam, score=1000.0 tests=GTUBE`.
+    pub fn summary(&self) -> String {
+        let kind = if self.is_spam() { "spam" } else { "not spam" };
+        let tests = if self.tests.is_empty() {
+            "none".to_string()
+        } else {
+            self.tests.join(",")
+        };
+        format!(
+            "{kind}, score={} required={} tests={tests}",
+            self.score, self.required
+        )
+    }
+}
+
+/// The rules and the threshold: what the relay scores with.
+#[derive(Debug, Clone)]
+pub struct Scorer {
+    rules: Vec<Rule>,
+    required: Score,
+}
+
+impl Scorer {
+    /// The built-in rules plus `extra`, with `required` as the threshold.
+    pub fn new(extra: Vec<Rule>, required: Score) -> Scorer {
+        let mut rules = builtin_rules();
+        rules.extend(extra);
+        Scorer { rules, required }
+    }
+
+    /// Reads a stored message (`\n` line endings) once and scores it.
+    ///
+    /// The header section is collected (up to [`MAX_SCORED_HEADERS`]) and
+    /// unfolded; the body is searched as it streams past, keeping only the
+    /// last few bytes of each piece so that a phrase split between two
+    /// pieces is still found.
+    pub fn scan<R: BufRead>(&self, mut message: R, origin: Origin<'_>) -> io::Result<Verdict> {
+        let mut fired = vec![false; self.rules.len()];
+        let mut line = Vec::new();
+        // The header section: (name in lower case, unfolded value).
+        let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut kept = 0;
+        let mut in_headers = true;
+        // The body search: the longest text any body rule looks for sets
+        // how much of the previous piece to keep.
+        let longest = self
+            .rules
+            .iter()
+            .map(|r| match &r.test {
+                Test::Contains(Part::Body, text) => text.len(),
+                Test::Gtube => GTUBE.len(),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        let mut window: Vec<u8> = Vec::new();
+        loop {
+            line.clear();
+            if read_line(&mut message, &mut line)? == 0 {
+                break;
+            }
+            if in_headers {
+                match header_line(&line, fields.is_empty()) {
+                    HeaderLine::Field(name, value) => {
+                        kept += line.len();
+                        if kept <= MAX_SCORED_HEADERS {
+                            fields.push((name, value.to_vec()));
+                        }
+                        continue;
+                    }
+                    HeaderLine::Continuation(more) => {
+                        kept += line.len();
+                        if kept <= MAX_SCORED_HEADERS
+                            && let Some((_, value)) = fields.last_mut()
+                        {
+                            value.push(b' ');
+                            value.extend_from_slice(more);
+                        }
+                        continue;
+                    }
+                    HeaderLine::End => {
+                        in_headers = false;
+                        continue;
+                    }
+                    // Not a header line: the message has no (more) header
+                    // section, and this line is the first of the body.
+                    HeaderLine::NotHeader => in_headers = false,
+                }
+            }
+            // A body line: search it together with the tail of what came
+            // before. Its line break counts as a space, so a phrase that a
+            // mail program folded over two lines is still found.
+            window.extend_from_slice(line.strip_suffix(b"\n").unwrap_or(&line));
+            window.push(b' ');
+            self.search_body(&window, &mut fired);
+            let keep = longest.saturating_sub(1).min(window.len());
+            window.drain(..window.len() - keep);
+        }
+        for (rule, fired) in self.rules.iter().zip(&mut fired) {
+            if !*fired {
+                *fired = header_test(&rule.test, &fields, origin);
+            }
+        }
+        let mut verdict = Verdict {
+            score: Score(0),
+            required: self.required,
+            tests: Vec::new(),
+        };
+        for (rule, _) in self.rules.iter().zip(&fired).filter(|(_, f)| **f) {
+            verdict.score.0 += rule.score.0;
+            verdict.tests.push(rule.name.clone());
+        }
+        Ok(verdict)
+    }
+
+    /// Marks the body rules that match somewhere in `window`.
+    fn search_body(&self, window: &[u8], fired: &mut [bool]) {
+        let mut lower: Option<Vec<u8>> = None;
+        for (rule, fired) in self.rules.iter().zip(fired.iter_mut()) {
+            if *fired {
+                continue;
+            }
+            *fired = match &rule.test {
+                Test::Gtube => contains(window, GTUBE.as_bytes()),
+                Test::Contains(Part::Body, text) => {
+                    let lower = lower.get_or_insert_with(|| window.to_ascii_lowercase());
+                    contains(lower, text)
+                }
+                _ => false,
+            };
+        }
+    }
+}
+
+/// Does a header-side test match? Body tests were done while reading.
+fn header_test(test: &Test, fields: &[(String, Vec<u8>)], origin: Origin<'_>) -> bool {
+    fn named<'f>(
+        fields: &'f [(String, Vec<u8>)],
+        name: &'f str,
+    ) -> impl Iterator<Item = &'f [u8]> + 'f {
+        fields
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+    let values = |name| named(fields, name);
+    let any_contains = |name: &str, text: &[u8]| {
+        named(fields, name).any(|v| contains(&v.to_ascii_lowercase(), text))
+    };
+    match test {
+        Test::Contains(Part::Subject, text) => any_contains("subject", text),
+        Test::Contains(Part::From, text) => any_contains("from", text),
+        Test::Contains(Part::To, text) => any_contains("to", text),
+        Test::Contains(Part::Header(name), text) => any_contains(name, text),
+        Test::Contains(Part::Body, _) | Test::Gtube => false,
+        Test::Missing(name) => values(name).next().is_none(),
+        Test::SubjectInCapitals => values("subject").any(|v| {
+            let letters = v.iter().filter(|b| b.is_ascii_alphabetic()).count();
+            letters >= 5 && !v.iter().any(u8::is_ascii_lowercase)
+        }),
+        Test::ForgedLocalFrom => {
+            origin.outside
+                && values("from").any(|v| {
+                    from_domain(v).is_some_and(|d| origin.domains.iter().any(|ours| *ours == d))
+                })
+        }
+    }
+}
+
+/// The domain of the address in a `From:` value: `Alice <alice@Example.TEST>`
+/// → `example.test`. Good enough for a score; a real parser follows the
+/// whole of RFC 5322's address grammar (comments, groups, quoted strings).
+fn from_domain(value: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(value);
+    let address = match (text.rfind('<'), text.rfind('>')) {
+        (Some(open), Some(close)) if open < close => text[open + 1..close].to_string(),
+        _ => text
+            .split_whitespace()
+            .find(|w| w.contains('@'))?
+            .to_string(),
+    };
+    let (_, domain) = address.rsplit_once('@')?;
+    let domain = domain
+        .trim()
+        .trim_end_matches(['>', ',', ';'])
+        .to_ascii_lowercase();
+    (!domain.is_empty()).then_some(domain)
+}
+
+/// Copies a stored message from `message` to `out` with the verdict's
+/// headers at the top and every `X-Spam-*` field the client sent (any case,
+/// with its folded continuation lines) left out: a spammer who writes
+/// `X-Spam-Flag: NO` into its message must not be believed.
+///
+/// Returns how many client `X-Spam-*` fields were removed.
+pub fn rewrite<R: BufRead, W: Write>(
+    verdict: &Verdict,
+    mut message: R,
+    out: &mut W,
+) -> io::Result<usize> {
+    out.write_all(verdict.headers().as_bytes())?;
+    let mut line = Vec::new();
+    let mut in_headers = true;
+    let mut first = true;
+    let mut skipping = false;
+    let mut removed = 0;
+    loop {
+        line.clear();
+        if read_line(&mut message, &mut line)? == 0 {
+            return Ok(removed);
+        }
+        if in_headers {
+            match header_line(&line, first) {
+                HeaderLine::Field(name, _) => {
+                    first = false;
+                    skipping = name.starts_with("x-spam-");
+                    if skipping {
+                        removed += 1;
+                        continue;
+                    }
+                }
+                HeaderLine::Continuation(_) if skipping => continue,
+                HeaderLine::Continuation(_) => {}
+                HeaderLine::End | HeaderLine::NotHeader => in_headers = false,
+            }
+        }
+        out.write_all(&line)?;
+    }
+}
+
+/// How a line of the header section reads.
+enum HeaderLine<'a> {
+    /// `Name: value`: the name in lower case, the value trimmed.
+    Field(String, &'a [u8]),
+    /// A folded continuation of the field before (starts with a space or tab).
+    Continuation(&'a [u8]),
+    /// The empty line that ends the header section.
+    End,
+    /// Not a header line at all.
+    NotHeader,
+}
+
+/// Classifies one line (with or without its `\n`) of the header section.
+/// `first`: no field has been seen yet, so a leading space cannot continue one.
+fn header_line(line: &[u8], first: bool) -> HeaderLine<'_> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return HeaderLine::End;
+    }
+    if matches!(line[0], b' ' | b'\t') {
+        return if first {
+            HeaderLine::NotHeader
+        } else {
+            HeaderLine::Continuation(line.trim_ascii())
+        };
+    }
+    match line.iter().position(|&b| b == b':') {
+        Some(colon) if is_field_name(&line[..colon]) => HeaderLine::Field(
+            String::from_utf8_lossy(&line[..colon]).to_ascii_lowercase(),
+            line[colon + 1..].trim_ascii(),
+        ),
+        _ => HeaderLine::NotHeader,
+    }
+}
+
+/// RFC 5322 §3.6.8: a field name is 1 or more printable ASCII characters
+/// other than `:` (and no spaces).
+fn is_field_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|&b| b.is_ascii_graphic() && b != b':')
+}
+
+/// Reads up to and including the next `\n` (or [`MAX_LINE`] bytes, or the
+/// end), appending to `buf`. Returns the number of bytes read (0 at the end).
+fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
+    <&mut R as io::Read>::take(reader, MAX_LINE as u64).read_until(b'\n', buf)
+}
+
+/// Is `needle` somewhere in `haystack`?
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(outside: bool) -> Origin<'static> {
+        static DOMAINS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        Origin {
+            outside,
+            domains: DOMAINS.get_or_init(|| vec!["example.test".to_string()]),
+        }
+    }
+
+    fn score(scorer: &Scorer, message: &str, outside: bool) -> Verdict {
+        scorer.scan(message.as_bytes(), origin(outside)).unwrap()
+    }
+
+    const CLEAN: &str = "From: Alice <alice@elsewhere.test>\nTo: bob@example.test\n\
+                         Subject: lunch\nDate: Tue, 1 Dec 2026 12:00:00 +0000\n\
+                         Message-ID: <1@elsewhere.test>\n\nSee you at noon.\n";
+
+    /// Scores parse exactly, print with one decimal, and refuse what is not a plain decimal.
+    #[test]
+    fn scores_are_exact_decimals() {
+        assert_eq!(Score::parse("7.3"), Ok(Score(7300)));
+        assert_eq!(Score::parse("-1.25"), Ok(Score(-1250)));
+        assert_eq!(Score::parse("+2"), Ok(Score(2000)));
+        assert_eq!(Score(7250).to_string(), "7.3");
+        assert_eq!(Score(-40).to_string(), "0.0");
+        assert_eq!(Score(-1250).to_string(), "-1.3");
+        assert_eq!(Score(1_000_000).to_string(), "1000.0");
+        for bad in [
+            "", "-", "1.", ".5", "1e3", "nan", "inf", "1.2345", "1,5", "2000000",
+        ] {
+            assert!(Score::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    /// A clean, complete message fires nothing and gets `No`, `tests=none`, an empty level.
+    #[test]
+    fn clean_message_scores_zero() {
+        let verdict = score(&Scorer::new(Vec::new(), Score(5000)), CLEAN, true);
+        assert_eq!(verdict.score, Score(0));
+        assert!(!verdict.is_spam());
+        assert_eq!(
+            verdict.headers(),
+            "X-Spam-Status: No, score=0.0 required=5.0 tests=none\nX-Spam-Level: \n"
+        );
+    }
+
+    /// GTUBE anywhere in the body is spam, with 50 stars at most and the flag.
+    #[test]
+    fn gtube_is_spam() {
+        let message = format!("Subject: test\n\nThis is a test.\n{GTUBE}\n");
+        let verdict = score(&Scorer::new(Vec::new(), Score(5000)), &message, false);
+        assert!(verdict.is_spam());
+        assert_eq!(verdict.tests, ["GTUBE", "MISSING_DATE", "MISSING_MID"]);
+        assert_eq!(
+            verdict.headers(),
+            format!(
+                "X-Spam-Status: Yes, score=1001.5 required=5.0 tests=GTUBE,MISSING_DATE,MISSING_MID\n\
+                 X-Spam-Level: {}\nX-Spam-Flag: YES\n",
+                "*".repeat(50)
+            )
+        );
+    }
+
+    /// Missing headers, a shouting subject and a forged local From add up;
+    /// the forged From counts only from outside.
+    #[test]
+    fn header_rules() {
+        let scorer = Scorer::new(Vec::new(), Score(5000));
+        let message = "From: \"Boss\" <ceo@Example.TEST>\nSubject: URGENT WIRE TRANSFER\n\nPay.\n";
+        let outside = score(&scorer, message, true);
+        assert_eq!(
+            outside.tests,
+            [
+                "MISSING_DATE",
+                "MISSING_MID",
+                "SUBJ_ALL_CAPS",
+                "FORGED_LOCAL_FROM"
+            ]
+        );
+        assert_eq!(outside.score, Score(6000));
+        assert!(outside.is_spam());
+        let inside = score(&scorer, message, false);
+        assert_eq!(inside.score, Score(3000));
+        assert!(!inside.is_spam());
+        // No header section at all: every Missing rule fires, the body is still searched.
+        let bare = score(&scorer, "just a line\n", true);
+        assert_eq!(
+            bare.tests,
+            ["MISSING_DATE", "MISSING_MID", "MISSING_SUBJECT"]
+        );
+    }
+
+    /// Rules from a file: every part, any case, folded header values, negative scores.
+    #[test]
+    fn file_rules_fire() {
+        let rules = parse_rules(
+            "# comment\n\nPILLS 4.5 body cheap PILLS\nWON 3 Subject you have won\n\
+             TOOL -2 header:X-Mailer bulk tool\nFRIEND 0.5 from friend@\nTOME 0.1 to bob@\n",
+        )
+        .unwrap();
+        assert_eq!(rules.len(), 5);
+        let scorer = Scorer::new(rules, Score(5000));
+        let message = "From: friend@far.test\nTo: Bob <bob@example.test>\nDate: x\nMessage-ID: <y>\n\
+                       Subject: You\n have WON\nX-Mailer: Bulk\n\tTool 2\n\nBuy Cheap\n pills? no: cheap pills!\n";
+        let verdict = score(&scorer, message, true);
+        assert_eq!(verdict.tests, ["PILLS", "WON", "TOOL", "FRIEND", "TOME"]);
+        assert_eq!(verdict.score, Score(4500 + 3000 - 2000 + 500 + 100));
+        assert_eq!(verdict.score.to_string(), "6.1");
+    }
+
+    /// A body phrase split over two lines, and over two reads, is still found
+    /// (the line break counts as a space; the window keeps a tail).
+    #[test]
+    fn body_phrase_across_lines_and_buffers() {
+        let rules = parse_rules("TWO 6 body end of one line\n").unwrap();
+        let scorer = Scorer::new(rules, Score(5000));
+        let mut message = String::from("Subject: s\n\n");
+        message.push_str(&"x".repeat(900));
+        message.push_str(" end of one\nline\n");
+        let reader = io::BufReader::with_capacity(16, message.as_bytes());
+        let verdict = scorer.scan(reader, origin(false)).unwrap();
+        assert!(verdict.tests.contains(&"TWO".to_string()), "{verdict:?}");
+    }
+
+    /// Every kind of bad rules line is refused with its line number and a reason.
+    #[test]
+    fn bad_rule_lines() {
+        for (text, needle) in [
+            ("A 1 body", "NAME SCORE PART TEXT"),
+            ("1A 1 body x", "not a rule name"),
+            ("A one body x", "not a score"),
+            ("A 1 head x", "not a part"),
+            ("A 1 header: x", "not a part"),
+            ("A 1 body x\nA 2 body y", "already used"),
+            ("GTUBE 1 body x", "already used"),
+        ] {
+            let (line, why) = parse_rules(&format!("# rules\n{text}\n")).unwrap_err();
+            assert!(line >= 2, "{text:?}: line {line}");
+            assert!(why.contains(needle), "{text:?}: {why}");
+        }
+        let dir = std::env::temp_dir().join(format!("score-rules-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rules");
+        fs::write(&path, "OK 1 body fine\n\nBROKEN 1 nowhere x\n").unwrap();
+        let err = load_rules(&path).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "{}:3: \"nowhere\" is not a part (use subject, from, to, body or header:NAME)",
+                path.display()
+            )
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Client X-Spam-* fields go, folded lines included, in any case; nothing
+    /// else changes, and the body is never touched.
+    #[test]
+    fn rewrite_removes_client_spam_headers() {
+        let verdict = Verdict {
+            score: Score(0),
+            required: Score(5000),
+            tests: Vec::new(),
+        };
+        let message = "X-Spam-Flag: NO\nSubject: hi\nx-spam-status: No,\n  score=-100\n\
+                       X-SPAM-LEVEL:\nX-Spammy: kept\n\nX-Spam-Flag: in the body stays\n";
+        let mut out = Vec::new();
+        let removed = rewrite(&verdict, message.as_bytes(), &mut out).unwrap();
+        assert_eq!(removed, 3);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "X-Spam-Status: No, score=0.0 required=5.0 tests=none\nX-Spam-Level: \n\
+             Subject: hi\nX-Spammy: kept\n\nX-Spam-Flag: in the body stays\n"
+        );
+    }
+
+    /// A negative total shows no stars and is not spam; exactly the threshold is spam.
+    #[test]
+    fn threshold_and_level_edges() {
+        let v = |score| Verdict {
+            score: Score(score),
+            required: Score(5000),
+            tests: vec!["A".into()],
+        };
+        assert!(v(5000).is_spam());
+        assert!(!v(4999).is_spam());
+        assert!(v(-3000).headers().contains("X-Spam-Level: \n"));
+        assert!(v(7900).headers().contains("X-Spam-Level: *******\n"));
+    }
+}
