@@ -12,9 +12,13 @@
 //!
 //! The files, in the order a message meets them:
 //!
-//! * `smtp.rs`: the SMTP conversation: commands, limits, who may relay.
+//! * `smtp.rs`: the SMTP conversation: commands, limits, who may relay,
+//!   and the three points where the spam filters decide.
+//! * `greet.rs`: the first filter, the greeting wait (before the banner).
+//! * `greylist.rs`: the second filter, greylisting (at `RCPT`).
 //! * `data.rs`: the message text after `DATA`: where it ends, bare CR and
 //!   NUL, the body clock, streaming it to disk as it arrives.
+//! * `score.rs`: the third filter, content scoring (after `DATA`).
 //! * `address.rs`: parsing `MAIL FROM:<…>` and `RCPT TO:<…>`.
 //! * `message.rs`: the `Received:` header, dates, the wire form of a message.
 //! * `spool.rs`: durable Maildir delivery (every copy of a message, or none),
@@ -23,11 +27,14 @@
 //! * `forward.rs`: the SMTP client that hands a message to the next hop.
 //! * `pop3.rs`: the POP3 conversation: login, list, read, delete.
 //!
-//! Chapter 7 (`docs/07-mail-relay.md`) walks through them.
+//! Chapter 7 (`docs/07-mail-relay.md`) walks through them; chapter 11
+//! (`docs/11-filtering-spam.md`) through the three filters.
 
 mod address;
 mod data;
 mod forward;
+mod greet;
+mod greylist;
 mod message;
 mod pop3;
 mod queue;
@@ -132,6 +139,27 @@ fn command() -> Command {
         None,
     )
     .opt("--max-size", "BYTES", "the largest message accepted", Some("10485760"))
+    .opt(
+        "--greet-wait",
+        "SECS",
+        "clients outside --relay-allow wait this long for the greeting; \
+         one that talks first gets 521 (0: off)",
+        Some("1"),
+    )
+    .opt(
+        "--greylist",
+        "SECS",
+        "a client outside --relay-allow trying a new sender and recipient \
+         gets 451 and must retry after SECS seconds (0: off)",
+        Some("300"),
+    )
+    .opt("--spam-rules", "FILE", "more scoring rules, one a line: NAME SCORE PART TEXT", None)
+    .opt(
+        "--spam-threshold",
+        "SCORE",
+        "mail scoring this much or more is spam, delivered to the .Junk folder",
+        Some("5.0"),
+    )
     .opt("--allow", "CIDR[,CIDR...]", "who may connect at all (default: the local networks only)", None)
     .opt("--max-conns", "N", "at most N clients at once on each listener; more are refused", None)
     .opt("--idle-timeout", "SECS", "drop an SMTP client that sends nothing for SECS seconds (0: never)", Some("300"))
@@ -148,6 +176,11 @@ fn command() -> Command {
     .hidden_opt("--retry-max-ms", Some("300000"))
     .hidden_opt("--auth-delay-ms", Some("500"))
     .hidden_opt("--free-failures", Some("5"))
+    // The spam filters in milliseconds, for tests; when given they win over
+    // --greet-wait and --greylist. And the greylist's size cap.
+    .hidden_opt("--greet-wait-ms", None)
+    .hidden_opt("--greylist-ms", None)
+    .hidden_opt("--greylist-max", Some("100000"))
     .after_help(
         "Try it (the relay prints the demo passwords on stderr):\n  \
          python3 -c 'import smtplib; smtplib.SMTP(\"127.0.0.1\", 2525).sendmail(\"a@example.test\", [\"bob@example.test\"], \"Subject: hi\\r\\n\\r\\nhello\")'\n  \
@@ -184,6 +217,15 @@ fn run(args: &Matches) -> io::Result<()> {
     }
     let relay_allow: Allowlist = args.value("--relay-allow");
     let max_size: u64 = args.value("--max-size");
+    let greet_wait = millis_or_seconds(args, "--greet-wait-ms", "--greet-wait");
+    let greylist_delay = millis_or_seconds(args, "--greylist-ms", "--greylist");
+    let spam_threshold: score::Score = args.value("--spam-threshold");
+    // A bad rules file stops the relay before it listens: a filter that
+    // silently ran without the rules its operator wrote would be worse.
+    let spam_rules = match args.get("--spam-rules") {
+        Some(path) => score::load_rules(Path::new(path)).map_err(io::Error::other)?,
+        None => Vec::new(),
+    };
     let next_hop = args.get("--next-hop").map(str::to_string);
     let trace = args.flag("--trace");
 
@@ -206,6 +248,14 @@ fn run(args: &Matches) -> io::Result<()> {
     let spool = Arc::new(spool::Spool::open(Path::new(
         args.get("--spool").unwrap_or("./mail-spool"),
     ))?);
+    let greylist = match greylist_delay {
+        Some(delay) => {
+            let mut config = greylist::Config::with_delay(delay);
+            config.capacity = args.value("--greylist-max");
+            Some(greylist::Greylist::open(spool.root(), config)?)
+        }
+        None => None,
+    };
     let queue = match &next_hop {
         Some(hop) => {
             let backoff = queue::Backoff {
@@ -274,6 +324,9 @@ fn run(args: &Matches) -> io::Result<()> {
         max_size,
         idle_timeout: smtp_idle_timeout,
         line_timeout: smtp_line_timeout,
+        greet_wait,
+        greylist,
+        scorer: score::Scorer::new(spam_rules, spam_threshold),
     });
     let pop3_service = Arc::new(pop3::Pop3Service {
         mailboxes,
@@ -301,6 +354,16 @@ fn run(args: &Matches) -> io::Result<()> {
             .map_err(|_| io::Error::other("a listener thread panicked"))??;
     }
     Ok(())
+}
+
+/// A filter's delay: the hidden millisecond knob if given, else the
+/// seconds flag; `None` when it is 0 (the filter is off).
+fn millis_or_seconds(args: &Matches, ms_flag: &str, secs_flag: &str) -> Option<Duration> {
+    let delay = match args.parse_value::<u64>(ms_flag) {
+        Some(ms) => Duration::from_millis(ms),
+        None => Duration::from_secs(args.value(secs_flag)),
+    };
+    (!delay.is_zero()).then_some(delay)
 }
 
 /// Without `--users`: show the demo passwords, and exactly what to type.

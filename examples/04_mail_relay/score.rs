@@ -31,7 +31,7 @@
 //! FROM_FRIEND     -2.0   header:X-Mailer our own newsletter tool
 //! ```
 //!
-//! Reading a message: both passes ([`scan`] and [`rewrite`]) read the stored
+//! Reading a message: both passes ([`Scorer::scan`] and [`strip_spam_headers`]) read the stored
 //! message (`\n` line endings) a line at a time, so scoring a 10 MiB message
 //! needs no more memory than scoring a short one. (SpamAssassin instead reads
 //! the whole message, and its `spamc` client skips messages over 500 KB.)
@@ -104,6 +104,15 @@ impl Score {
     /// one point is 0.
     pub fn whole_points(self) -> i64 {
         self.0.max(0) / 1000
+    }
+}
+
+impl std::str::FromStr for Score {
+    type Err = String;
+
+    /// As [`Score::parse`], so that `--spam-threshold 5.0` parses like any flag.
+    fn from_str(text: &str) -> Result<Score, String> {
+        Score::parse(text)
     }
 }
 
@@ -502,18 +511,17 @@ fn from_domain(value: &[u8]) -> Option<String> {
     (!domain.is_empty()).then_some(domain)
 }
 
-/// Copies a stored message from `message` to `out` with the verdict's
-/// headers at the top and every `X-Spam-*` field the client sent (any case,
-/// with its folded continuation lines) left out: a spammer who writes
-/// `X-Spam-Flag: NO` into its message must not be believed.
+/// Copies a stored message from `message` to `out`, leaving out every
+/// `X-Spam-*` field the client sent (any case, with its folded continuation
+/// lines): a spammer who writes `X-Spam-Flag: NO` into its message must not
+/// be believed, and our own verdict ([`Verdict::headers`]) goes on top
+/// instead. The body is copied as it is.
 ///
 /// Returns how many client `X-Spam-*` fields were removed.
-pub fn rewrite<R: BufRead, W: Write>(
-    verdict: &Verdict,
+pub fn strip_spam_headers<R: BufRead, W: Write + ?Sized>(
     mut message: R,
     out: &mut W,
 ) -> io::Result<usize> {
-    out.write_all(verdict.headers().as_bytes())?;
     let mut line = Vec::new();
     let mut in_headers = true;
     let mut first = true;
@@ -765,8 +773,8 @@ mod tests {
         };
         let message = "X-Spam-Flag: NO\nSubject: hi\nx-spam-status: No,\n  score=-100\n\
                        X-SPAM-LEVEL:\nX-Spammy: kept\n\nX-Spam-Flag: in the body stays\n";
-        let mut out = Vec::new();
-        let removed = rewrite(&verdict, message.as_bytes(), &mut out).unwrap();
+        let mut out = verdict.headers().into_bytes();
+        let removed = strip_spam_headers(message.as_bytes(), &mut out).unwrap();
         assert_eq!(removed, 3);
         assert_eq!(
             String::from_utf8(out).unwrap(),

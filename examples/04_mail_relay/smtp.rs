@@ -30,12 +30,25 @@
 //! `MAIL`, `RCPT` and `DATA` must come in that order (a *transaction*); out
 //! of order gets `503`. The `x.y.z` after the code is an *enhanced status
 //! code* (RFC 3463), a finer reason meant for programs.
+//!
+//! Three spam filters (chapter 11) make their decisions at three points of
+//! the session, each marked `Spam filter` below:
+//!
+//! 1. before the banner, the greeting wait (`greet.rs`): in [`serve`];
+//! 2. at `RCPT`, greylisting (`greylist.rs`): in `Session::rcpt`;
+//! 3. after `DATA`, content scoring (`score.rs`): in `Session::data`.
+//!
+//! The first two apply only to clients outside `--relay-allow`: our own
+//! users, sending from inside, are neither bots nor strangers.
 
 use crate::Mailboxes;
 use crate::address::{self, Address, Param};
 use crate::data::{self, Cut, Incoming};
+use crate::greet::{self, Pregreet};
+use crate::greylist::{Decision, Greylist};
 use crate::message::{self, Hop};
 use crate::queue::Queue;
+use crate::score::Scorer;
 use crate::spool::{Batch, Draft, Spool};
 use netlessons::connection::{Connection, LineEnding};
 use netlessons::framing::is_too_long;
@@ -76,6 +89,12 @@ pub struct SmtpService {
     pub idle_timeout: Option<Duration>,
     /// The line timeout, also the start of a message's body clock.
     pub line_timeout: Option<Duration>,
+    /// The greeting wait for outside clients (`--greet-wait`); `None`: off.
+    pub greet_wait: Option<Duration>,
+    /// The greylist for outside clients (`--greylist`); `None`: off.
+    pub greylist: Option<Greylist>,
+    /// The content rules and threshold every message is scored with.
+    pub scorer: Scorer,
 }
 
 /// One mail transaction: from `MAIL` to the end of `DATA` (or `RSET`).
@@ -107,10 +126,15 @@ struct Session<'a> {
     esmtp: bool,
     transaction: Option<Transaction>,
     errors: u32,
+    /// The client is outside `--relay-allow`: the first two spam filters
+    /// apply to it.
+    outside: bool,
 }
 
 /// Talks SMTP with one client until it says `QUIT` or goes away.
 pub fn serve(conn: Connection, service: &SmtpService) -> io::Result<()> {
+    // (An IPv4-mapped IPv6 peer is matched as IPv4, as everywhere.)
+    let outside = !service.relay_allow.contains(conn.peer_addr().ip());
     let mut session = Session {
         service,
         conn,
@@ -118,13 +142,40 @@ pub fn serve(conn: Connection, service: &SmtpService) -> io::Result<()> {
         esmtp: false,
         transaction: None,
         errors: 0,
+        outside,
     };
     // SMTP lines end in "\r\n" on the wire, in both directions.
     session.conn.set_line_ending(LineEnding::CrLf);
-    session.reply(&format!(
-        "220 {} ESMTP netlessons 04_mail_relay",
-        service.host
-    ))?;
+    let banner = format!("{} ESMTP netlessons 04_mail_relay", service.host);
+    // ---- Spam filter 1, before the banner: the greeting wait. An outside
+    // client hears the first line of a two-line greeting, then silence; if
+    // it talks before the last line it is a bot in a hurry (greet.rs).
+    if let (true, Some(wait)) = (session.outside, service.greet_wait) {
+        session.reply(&format!("220-{banner}"))?;
+        session.conn.flush()?;
+        let peer = session.conn.peer_addr();
+        match greet::listen(&mut session.conn, wait)? {
+            Pregreet::Quiet => {
+                eprintln!(
+                    "{peer} greet: waited for the greeting ({} ms): passed",
+                    wait.as_millis()
+                );
+            }
+            Pregreet::TalkedEarly(bytes) => {
+                eprintln!(
+                    "{peer} greet: talked before the greeting ({:?}): refused with 521",
+                    netlessons::trace::escape(&bytes[..bytes.len().min(40)])
+                );
+                session.reply("521 5.5.1 protocol error: talked before the greeting")?;
+                return session.conn.flush();
+            }
+            Pregreet::HungUp => {
+                eprintln!("{peer} greet: hung up during the greeting wait");
+                return Ok(());
+            }
+        }
+    }
+    session.reply(&format!("220 {banner}"))?;
     loop {
         let line = match session.conn.read_line(MAX_COMMAND_LINE) {
             Ok(Some(line)) => line,
@@ -330,21 +381,72 @@ impl Session<'_> {
                 return self.error(&format!("553 5.1.3 <{path}>: bad recipient address: {why}"));
             }
         };
-        match self.route(&addr) {
-            Ok(Route::Local(mailbox)) => {
+        let route = match self.route(&addr) {
+            Ok(route) => route,
+            Err(reply) => return self.error(&reply),
+        };
+        // ---- Spam filter 2, at RCPT: greylisting. Only a recipient we
+        // would take is greylisted (a refusal above says more), and only
+        // for an outside client; a retry after the delay passes (greylist.rs).
+        if self.outside
+            && let Some(greylist) = &self.service.greylist
+        {
+            let from = self.transaction.as_ref().map_or("", |t| t.from.as_str());
+            let peer = self.conn.peer_addr();
+            let key = crate::greylist::triplet(peer.ip(), from, &addr.text());
+            let decision = match greylist.check(peer.ip(), from, &addr.text()) {
+                Ok(decision) => decision,
+                Err(e) => {
+                    // Without a record of the sighting we cannot keep the
+                    // promise a 451 makes ("try again and it will pass").
+                    eprintln!("{peer} greylist: could not record {key}: {e}");
+                    return self.reply("451 4.3.0 Error: greylist unavailable; try again later");
+                }
+            };
+            let text = addr.text();
+            match decision {
+                Decision::New { wait } | Decision::Early { wait } => {
+                    let kind = if matches!(decision, Decision::New { .. }) {
+                        "new"
+                    } else {
+                        "early retry"
+                    };
+                    // Whole seconds, rounded up: "try again in 0 seconds"
+                    // would invite a retry that is still too early.
+                    let secs = wait.as_millis().div_ceil(1000);
+                    eprintln!(
+                        "{peer} greylist: {key}: {kind}, 451 for {} ms",
+                        wait.as_millis()
+                    );
+                    // A reply, not an error: an honest sender gets this
+                    // once per recipient, and it must not end the session.
+                    return self.reply(&format!(
+                        "451 4.7.1 <{text}>: greylisted, try again in {secs} seconds"
+                    ));
+                }
+                Decision::Passed { after } => {
+                    eprintln!(
+                        "{peer} greylist: {key}: passed, retried after {} ms",
+                        after.as_millis()
+                    );
+                }
+                Decision::Known => eprintln!("{peer} greylist: {key}: known, passes"),
+            }
+        }
+        match route {
+            Route::Local(mailbox) => {
                 let transaction = self.transaction.as_mut().expect("checked above");
                 if !transaction.local.contains(&mailbox) {
                     transaction.local.push(mailbox);
                 }
             }
-            Ok(Route::Remote) => {
+            Route::Remote => {
                 let transaction = self.transaction.as_mut().expect("checked above");
                 let text = addr.text();
                 if !transaction.remote.contains(&text) {
                     transaction.remote.push(text);
                 }
             }
-            Err(reply) => return self.error(&reply),
         }
         self.reply("250 2.1.5 OK")
     }
