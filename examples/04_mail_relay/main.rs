@@ -19,6 +19,7 @@
 //! * `data.rs`: the message text after `DATA`: where it ends, bare CR and
 //!   NUL, the body clock, streaming it to disk as it arrives.
 //! * `score.rs`: the third filter, content scoring (after `DATA`).
+//! * `bayes.rs`: chapter 11's exercise, a naive Bayes filter for `score.rs`.
 //! * `address.rs`: parsing `MAIL FROM:<…>` and `RCPT TO:<…>`.
 //! * `message.rs`: the `Received:` header, dates, the wire form of a message.
 //! * `spool.rs`: durable Maildir delivery (every copy of a message, or none),
@@ -31,6 +32,7 @@
 //! (`docs/11-filtering-spam.md`) through the three filters.
 
 mod address;
+mod bayes;
 mod data;
 mod forward;
 mod greet;
@@ -155,6 +157,12 @@ fn command() -> Command {
     )
     .opt("--spam-rules", "FILE", "more scoring rules, one a line: NAME SCORE PART TEXT", None)
     .opt(
+        "--bayes",
+        "DIR",
+        "learn a naive Bayes filter from DIR/spam/ and DIR/ham/ (one message a file)",
+        None,
+    )
+    .opt(
         "--spam-threshold",
         "SCORE",
         "mail scoring this much or more is spam, delivered to the .Junk folder",
@@ -256,6 +264,10 @@ fn run(args: &Matches) -> io::Result<()> {
         }
         None => None,
     };
+    let mut scorer = score::Scorer::new(spam_rules, spam_threshold);
+    if let Some(dir) = args.get("--bayes") {
+        scorer = scorer.with_bayes(bayes::Bayes::train_from(Path::new(dir))?);
+    }
     let queue = match &next_hop {
         Some(hop) => {
             let backoff = queue::Backoff {
@@ -326,7 +338,7 @@ fn run(args: &Matches) -> io::Result<()> {
         line_timeout: smtp_line_timeout,
         greet_wait,
         greylist,
-        scorer: score::Scorer::new(spam_rules, spam_threshold),
+        scorer,
     });
     let pop3_service = Arc::new(pop3::Pop3Service {
         mailboxes,

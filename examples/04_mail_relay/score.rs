@@ -36,6 +36,8 @@
 //! needs no more memory than scoring a short one. (SpamAssassin instead reads
 //! the whole message, and its `spamc` client skips messages over 500 KB.)
 
+use crate::bayes::{self, Bayes};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
 use std::io::{self, BufRead, Write};
@@ -54,6 +56,14 @@ pub const MAX_STARS: i64 = 50;
 /// passed through but not scored (a message with megabytes of headers is
 /// not going to be scored any better for reading them all).
 const MAX_SCORED_HEADERS: usize = 64 * 1024;
+
+/// The naive Bayes filter (`--bayes`) reads the tokens of this much of a
+/// message at most, so a huge message cannot fill memory with tokens.
+const MAX_BAYES_BYTES: usize = 256 * 1024;
+
+/// The rule the Bayes filter fires, and its score.
+pub const BAYES_RULE: &str = "BAYES_SPAM";
+const BAYES_SCORE: Score = Score(5_000);
 
 /// The longest line we read in one piece. Stored lines are at most 998 bytes
 /// (the SMTP session refuses longer ones), so this only guards the reader.
@@ -284,7 +294,7 @@ pub struct Origin<'a> {
 }
 
 /// The result of scoring one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     /// The sum of the scores of the rules that fired.
     pub score: Score,
@@ -292,6 +302,8 @@ pub struct Verdict {
     pub required: Score,
     /// The names of the rules that fired, in rule order.
     pub tests: Vec<String>,
+    /// The naive Bayes probability, with `--bayes`.
+    pub bayes: Option<f64>,
 }
 
 impl Verdict {
@@ -319,6 +331,9 @@ impl Verdict {
         if self.is_spam() {
             out.push_str("X-Spam-Flag: YES\n");
         }
+        if let Some(p) = self.bayes {
+            out.push_str(&format!("X-Spam-Bayes: {p:.6}\n"));
+        }
         out
     }
 
@@ -338,10 +353,11 @@ impl Verdict {
 }
 
 /// The rules and the threshold: what the relay scores with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Scorer {
     rules: Vec<Rule>,
     required: Score,
+    bayes: Option<Bayes>,
 }
 
 impl Scorer {
@@ -349,7 +365,17 @@ impl Scorer {
     pub fn new(extra: Vec<Rule>, required: Score) -> Scorer {
         let mut rules = builtin_rules();
         rules.extend(extra);
-        Scorer { rules, required }
+        Scorer {
+            rules,
+            required,
+            bayes: None,
+        }
+    }
+
+    /// Adds the naive Bayes filter (chapter 11's exercise): rule `BAYES_SPAM`.
+    pub fn with_bayes(mut self, bayes: Bayes) -> Scorer {
+        self.bayes = Some(bayes);
+        self
     }
 
     /// Reads a stored message (`\n` line endings) once and scores it.
@@ -378,10 +404,17 @@ impl Scorer {
             .max()
             .unwrap_or(0);
         let mut window: Vec<u8> = Vec::new();
+        // The Bayes filter's distinct tokens, from the whole text (headers too).
+        let mut distinct: BTreeSet<String> = BTreeSet::new();
+        let mut tokenized = 0;
         loop {
             line.clear();
             if read_line(&mut message, &mut line)? == 0 {
                 break;
+            }
+            if self.bayes.is_some() && tokenized < MAX_BAYES_BYTES {
+                tokenized += line.len();
+                distinct.extend(bayes::tokens(&line));
             }
             if in_headers {
                 match header_line(&line, fields.is_empty()) {
@@ -429,10 +462,15 @@ impl Scorer {
             score: Score(0),
             required: self.required,
             tests: Vec::new(),
+            bayes: self.bayes.as_ref().map(|b| b.combine(&distinct)),
         };
         for (rule, _) in self.rules.iter().zip(&fired).filter(|(_, f)| **f) {
             verdict.score.0 += rule.score.0;
             verdict.tests.push(rule.name.clone());
+        }
+        if verdict.bayes.is_some_and(|p| p > bayes::SPAM_ABOVE) {
+            verdict.score.0 += BAYES_SCORE.0;
+            verdict.tests.push(BAYES_RULE.to_string());
         }
         Ok(verdict)
     }
@@ -770,6 +808,7 @@ mod tests {
             score: Score(0),
             required: Score(5000),
             tests: Vec::new(),
+            bayes: None,
         };
         let message = "X-Spam-Flag: NO\nSubject: hi\nx-spam-status: No,\n  score=-100\n\
                        X-SPAM-LEVEL:\nX-Spammy: kept\n\nX-Spam-Flag: in the body stays\n";
@@ -790,6 +829,7 @@ mod tests {
             score: Score(score),
             required: Score(5000),
             tests: vec!["A".into()],
+            bayes: None,
         };
         assert!(v(5000).is_spam());
         assert!(!v(4999).is_spam());
