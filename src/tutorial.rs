@@ -21,6 +21,7 @@
 8. [Measuring and limits](crate::tutorial::ch08_measuring)
 9. [Connecting two computers](crate::tutorial::ch09_two_computers)
 10. [A web server](crate::tutorial::ch10_web_server)
+11. [Filtering spam](crate::tutorial::ch11_filtering_spam)
 "]
 pub mod index {}
 
@@ -53,3 +54,6 @@ pub mod ch09_two_computers {}
 
 #[doc = include_str!("../docs/10-web-server.md")]
 pub mod ch10_web_server {}
+
+#[doc = include_str!("../docs/11-filtering-spam.md")]
+pub mod ch11_filtering_spam {}
