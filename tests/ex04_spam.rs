@@ -595,6 +595,129 @@ fn relayed_spam_keeps_headers_and_is_relayed() {
 }
 
 // ---------------------------------------------------------------------------
+// Exercise: a naive Bayes filter ("A Plan for Spam")
+// ---------------------------------------------------------------------------
+
+/// Exercise 1: with `--bayes DIR` every message gets `X-Spam-Bayes: P`,
+/// and `P` equals what an independent Python version of Graham's algorithm
+/// computes from the same two piles (unknown 0.4, ham doubled, rare tokens
+/// ignored, clamped to 0.01–0.99, the 15 most telling tokens, log space);
+/// `BAYES_SPAM` fires exactly when P > 0.9.
+#[test]
+fn exercise_naive_bayes() {
+    if !have("python3", "exercise_naive_bayes") {
+        return;
+    }
+    let dir = temp_dir("bayes");
+    let corpus = dir.join("corpus");
+    let mut rng = common::Rng::from_time("exercise_naive_bayes");
+    let spam_words = [
+        "viagra",
+        "winner",
+        "lottery",
+        "$$$",
+        "free-money",
+        "click",
+        "unsubscribe",
+    ];
+    let ham_words = [
+        "meeting", "lunch", "project", "it's", "review", "tomorrow", "thanks",
+    ];
+    let shared = [
+        "the", "and", "you", "offer", "today", "please", "Re", "2026",
+    ];
+    let words = |own: &[&str], n: usize, rng: &mut common::Rng| -> String {
+        (0..n)
+            .map(|_| {
+                let pile = if rng.below(10) < 6 { own } else { &shared[..] };
+                pile[rng.below(pile.len() as u64) as usize]
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (pile, own) in [("spam", &spam_words[..]), ("ham", &ham_words[..])] {
+        fs::create_dir_all(corpus.join(pile)).unwrap();
+        for n in 0..(20 + rng.below(20)) {
+            let subject = words(&own[..], 3, &mut rng);
+            let body = words(&own[..], 20 + rng.below(40) as usize, &mut rng);
+            let text = format!("Subject: {subject}\n\n{body}\n");
+            fs::write(corpus.join(pile).join(format!("{n}.eml")), text).unwrap();
+        }
+    }
+    let r = relay_in(&dir, &["--bayes", corpus.to_str().unwrap()]);
+    // Messages that lean each way, and mixed ones; all with the headers
+    // the built-in rules want, so only the Bayes filter speaks.
+    let mut sent = Vec::new();
+    for (n, own) in [
+        &spam_words[..],
+        &ham_words[..],
+        &spam_words[..],
+        &ham_words[..],
+        &shared[..],
+        &shared[..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mixed = format!(
+            "{} {}",
+            words(&own[..], 12, &mut rng),
+            words(&shared, 6, &mut rng)
+        );
+        let text = format!(
+            "From: someone@far.test\r\nSubject: message {n}\r\nDate: Tue, 1 Dec 2026 12:00:00 +0000\r\n\
+             Message-ID: <{n}@far.test>\r\n\r\n{mixed}\r\nnever-seen-token{n}\r\n"
+        );
+        send(r.smtp(), "someone@far.test", &["bob@example.test"], &text);
+        sent.push(text.replace("\r\n", "\n"));
+    }
+    let mut stored = maildir(&r.spool, "bob", "new");
+    stored.extend(maildir(&r.spool.join("bob"), ".Junk", "new"));
+    assert_eq!(stored.len(), sent.len());
+    let texts = dir.join("texts");
+    fs::create_dir_all(&texts).unwrap();
+    for (n, text) in sent.iter().enumerate() {
+        fs::write(texts.join(n.to_string()), text).unwrap();
+    }
+    let expected = python(
+        BAYES_REFERENCE,
+        &[
+            corpus.to_str().unwrap(),
+            texts.to_str().unwrap(),
+            &sent.len().to_string(),
+        ],
+    );
+    let (mut spammy, mut hammy) = (0, 0);
+    for (n, line) in expected.lines().enumerate() {
+        let want: f64 = line.trim().parse().unwrap();
+        let letter = stored
+            .iter()
+            .find(|m| m.contains(&format!("Message-ID: <{n}@far.test>")))
+            .unwrap_or_else(|| panic!("message {n} was not stored"));
+        let got: f64 = header(letter, "X-Spam-Bayes")
+            .unwrap_or_else(|| panic!("no X-Spam-Bayes in:\n{letter}"))
+            .parse()
+            .unwrap();
+        assert!(
+            (got - want).abs() <= 1.5e-6,
+            "message {n}: relay {got}, Python {want}\n{letter}"
+        );
+        let status = header(letter, "X-Spam-Status").unwrap();
+        assert_eq!(
+            status.contains("BAYES_SPAM"),
+            want > 0.9,
+            "message {n} (P={want}): {status}"
+        );
+        spammy += usize::from(want > 0.9);
+        hammy += usize::from(want < 0.1);
+    }
+    assert!(
+        spammy >= 1 && hammy >= 1,
+        "the piles did not separate: {expected}"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
@@ -787,4 +910,38 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20, source_address=(sys
     s.mail(sys.argv[3])
     code, text = s.rcpt(sys.argv[4])
     print(code, text.decode())
+"#;
+
+/// Graham's filter, written again in Python from the chapter's description:
+/// argv[1] the corpus (ham/, spam/), argv[2] a folder of messages named
+/// 0..argv[3]; prints each message's probability with six decimals.
+const BAYES_REFERENCE: &str = r#"
+import math, os, re, sys
+def tokens(data):
+    return [t.lower() for t in re.findall(rb"[A-Za-z0-9'$-]+", data) if not t.isdigit()]
+counts = {"ham": {}, "spam": {}}
+sizes = {"ham": 0, "spam": 0}
+for pile in ("ham", "spam"):
+    folder = os.path.join(sys.argv[1], pile)
+    for name in os.listdir(folder):
+        sizes[pile] += 1
+        with open(os.path.join(folder, name), "rb") as f:
+            for t in tokens(f.read()):
+                counts[pile][t] = counts[pile].get(t, 0) + 1
+ngood, nbad = sizes["ham"], sizes["spam"]
+def prob(t):
+    g = 2 * counts["ham"].get(t, 0)
+    b = counts["spam"].get(t, 0)
+    if g + b < 5:
+        return 0.4
+    good, bad = min(1.0, g / ngood), min(1.0, b / nbad)
+    return max(0.01, min(0.99, bad / (good + bad)))
+for n in range(int(sys.argv[3])):
+    with open(os.path.join(sys.argv[2], str(n)), "rb") as f:
+        distinct = sorted(set(tokens(f.read())))
+    scored = sorted(((prob(t), t) for t in distinct), key=lambda pt: (-abs(pt[0] - 0.5), pt[1]))
+    top = scored[:15]
+    ln_spam = sum(math.log(p) for p, _ in top)
+    ln_ham = sum(math.log(1.0 - p) for p, _ in top)
+    print("%.6f" % (1.0 / (1.0 + math.exp(ln_ham - ln_spam))))
 "#;

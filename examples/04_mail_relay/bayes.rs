@@ -117,6 +117,7 @@ impl Bayes {
     }
 
     /// The combined probability that `message` is spam.
+    #[cfg(test)]
     pub fn probability(&self, message: &[u8]) -> f64 {
         self.combine(&tokens(message).collect())
     }

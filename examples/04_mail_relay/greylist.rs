@@ -58,7 +58,7 @@
 //! an automatic pass for clients that retried correctly for a few different
 //! recipients, and lists of big senders known to retry from many addresses.
 
-use netlessons::durable::TempFile;
+use netlessons::durable::{self, TempFile};
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -128,16 +128,6 @@ pub enum Decision {
     Known,
 }
 
-impl Decision {
-    /// Must the recipient be refused (for now)?
-    pub fn wait(&self) -> Option<Duration> {
-        match self {
-            Decision::New { wait } | Decision::Early { wait } => Some(*wait),
-            Decision::Passed { .. } | Decision::Known => None,
-        }
-    }
-}
-
 /// The greylist table, shared by every SMTP session.
 #[derive(Debug)]
 pub struct Greylist {
@@ -163,7 +153,7 @@ struct State {
     pending: BTreeSet<(u64, Arc<str>)>,
     /// (passed, key) of every passed entry.
     passed: BTreeSet<(u64, Arc<str>)>,
-    /// The log, open for appending (from the compaction at start on).
+    /// The log, open for appending (once it exists).
     log: Option<File>,
     /// Lines in the log, to know when to compact it.
     log_lines: usize,
@@ -228,13 +218,14 @@ impl Greylist {
             let name = entry?.file_name();
             if name
                 .to_str()
-                .is_some_and(|n| n.starts_with(&format!(".{FILE_NAME}.tmp-")))
+                .is_some_and(|n| n.starts_with(&format!("{FILE_NAME}.tmp-")))
             {
                 let _ = fs::remove_file(spool.join(name));
             }
         }
         let mut entries: Vec<(String, Entry)> = Vec::new();
         let mut damaged = 0;
+        let mut exists = true;
         match File::open(&path) {
             Ok(file) => {
                 for line in BufReader::new(file).split(b'\n') {
@@ -248,7 +239,7 @@ impl Greylist {
                     }
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => exists = false,
             Err(e) => return Err(e),
         }
         if damaged > 0 {
@@ -273,11 +264,16 @@ impl Greylist {
             config,
             state: Mutex::new(state),
         };
-        greylist.compact(&mut lock(&greylist.state))?;
+        // No file yet: it is made with the first sighting (a relay whose
+        // clients are all inside never writes one).
+        if exists {
+            greylist.compact(&mut lock(&greylist.state))?;
+        }
         Ok(greylist)
     }
 
     /// How many triplets the table holds.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         lock(&self.state).entries.len()
     }
@@ -325,7 +321,7 @@ impl Greylist {
         };
         if let Some(entry) = write {
             // Disk first: the decision is only given once it is recorded.
-            state.append(key, entry)?;
+            state.append(&self.path, key, entry)?;
             state.put(Arc::from(key), entry, config.capacity);
             if state.log_lines > 2 * state.entries.len() + 1000 {
                 state.expire_all(config, now);
@@ -339,7 +335,7 @@ impl Greylist {
     /// for appending.
     fn compact(&self, state: &mut State) -> io::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let temp = TempFile::create_private_in(dir, &format!(".{FILE_NAME}.tmp-"))?;
+        let temp = TempFile::create_private_in(dir, &format!("{FILE_NAME}.tmp-"))?;
         {
             let mut out = io::BufWriter::new(temp.file());
             writeln!(
@@ -362,8 +358,14 @@ impl Greylist {
 }
 
 impl State {
-    /// Appends one entry's line and syncs it.
-    fn append(&mut self, key: &str, entry: Entry) -> io::Result<()> {
+    /// Appends one entry's line and syncs it (creating the log, and syncing
+    /// its folder so that its name is durable too, the first time).
+    fn append(&mut self, path: &Path, key: &str, entry: Entry) -> io::Result<()> {
+        if self.log.is_none() {
+            let log = OpenOptions::new().create(true).append(true).open(path)?;
+            durable::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+            self.log = Some(log);
+        }
         let line = format!("{key} {} {}\n", entry.first, entry.passed);
         // One write call for the whole line: a crash can cut it short, never
         // interleave it with another (the mutex is held).
@@ -616,7 +618,7 @@ mod tests {
             g.check_at("10.0.0.0/24 a@x.test u@example.test", T0)
                 .unwrap();
         }
-        fs::write(dir.join(format!(".{FILE_NAME}.tmp-0123")), "half").unwrap();
+        fs::write(dir.join(format!("{FILE_NAME}.tmp-0123")), "half").unwrap();
         let g = Greylist::open_at(&dir, config(10), T0 + 3 * DAY).unwrap();
         assert_eq!(g.len(), 0);
         let names: Vec<_> = fs::read_dir(&dir)

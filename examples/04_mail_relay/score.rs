@@ -40,7 +40,7 @@ use crate::bayes::{self, Bayes};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead};
 use std::path::Path;
 
 /// The standard test string of GTUBE, the Generic Test for Unsolicited Bulk
@@ -304,6 +304,9 @@ pub struct Verdict {
     pub tests: Vec<String>,
     /// The naive Bayes probability, with `--bayes`.
     pub bayes: Option<f64>,
+    /// How many `X-Spam-*` fields the client put in the message (to be
+    /// removed: see [`strip_spam_headers`]).
+    pub client_spam_fields: usize,
 }
 
 impl Verdict {
@@ -390,6 +393,7 @@ impl Scorer {
         // The header section: (name in lower case, unfolded value).
         let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
         let mut kept = 0;
+        let mut client_spam_fields = 0;
         let mut in_headers = true;
         // The body search: the longest text any body rule looks for sets
         // how much of the previous piece to keep.
@@ -420,6 +424,7 @@ impl Scorer {
                 match header_line(&line, fields.is_empty()) {
                     HeaderLine::Field(name, value) => {
                         kept += line.len();
+                        client_spam_fields += usize::from(is_spam_field(&name));
                         if kept <= MAX_SCORED_HEADERS {
                             fields.push((name, value.to_vec()));
                         }
@@ -463,6 +468,7 @@ impl Scorer {
             required: self.required,
             tests: Vec::new(),
             bayes: self.bayes.as_ref().map(|b| b.combine(&distinct)),
+            client_spam_fields,
         };
         for (rule, _) in self.rules.iter().zip(&fired).filter(|(_, f)| **f) {
             verdict.score.0 += rule.score.0;
@@ -549,16 +555,16 @@ fn from_domain(value: &[u8]) -> Option<String> {
     (!domain.is_empty()).then_some(domain)
 }
 
-/// Copies a stored message from `message` to `out`, leaving out every
-/// `X-Spam-*` field the client sent (any case, with its folded continuation
-/// lines): a spammer who writes `X-Spam-Flag: NO` into its message must not
-/// be believed, and our own verdict ([`Verdict::headers`]) goes on top
-/// instead. The body is copied as it is.
+/// Reads a stored message and hands every line (with its `\n`) to `keep`,
+/// except the `X-Spam-*` fields the client sent (any case, with their
+/// folded continuation lines): a spammer who writes `X-Spam-Flag: NO` into
+/// its message must not be believed, and our own verdict
+/// ([`Verdict::headers`]) goes on top instead. The body is passed on as it is.
 ///
-/// Returns how many client `X-Spam-*` fields were removed.
-pub fn strip_spam_headers<R: BufRead, W: Write + ?Sized>(
+/// Returns how many client `X-Spam-*` fields were left out.
+pub fn strip_spam_headers<R: BufRead>(
     mut message: R,
-    out: &mut W,
+    mut keep: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<usize> {
     let mut line = Vec::new();
     let mut in_headers = true;
@@ -574,7 +580,7 @@ pub fn strip_spam_headers<R: BufRead, W: Write + ?Sized>(
             match header_line(&line, first) {
                 HeaderLine::Field(name, _) => {
                     first = false;
-                    skipping = name.starts_with("x-spam-");
+                    skipping = is_spam_field(&name);
                     if skipping {
                         removed += 1;
                         continue;
@@ -585,8 +591,13 @@ pub fn strip_spam_headers<R: BufRead, W: Write + ?Sized>(
                 HeaderLine::End | HeaderLine::NotHeader => in_headers = false,
             }
         }
-        out.write_all(&line)?;
+        keep(&line)?;
     }
+}
+
+/// Is this (lower-case) field name one of the fields a filter writes?
+fn is_spam_field(name: &str) -> bool {
+    name.starts_with("x-spam-")
 }
 
 /// How a line of the header section reads.
@@ -809,11 +820,16 @@ mod tests {
             required: Score(5000),
             tests: Vec::new(),
             bayes: None,
+            client_spam_fields: 0,
         };
         let message = "X-Spam-Flag: NO\nSubject: hi\nx-spam-status: No,\n  score=-100\n\
                        X-SPAM-LEVEL:\nX-Spammy: kept\n\nX-Spam-Flag: in the body stays\n";
         let mut out = verdict.headers().into_bytes();
-        let removed = strip_spam_headers(message.as_bytes(), &mut out).unwrap();
+        let removed = strip_spam_headers(message.as_bytes(), |line| {
+            out.extend_from_slice(line);
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(removed, 3);
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -830,6 +846,7 @@ mod tests {
             required: Score(5000),
             tests: vec!["A".into()],
             bayes: None,
+            client_spam_fields: 0,
         };
         assert!(v(5000).is_spam());
         assert!(!v(4999).is_spam());

@@ -48,12 +48,12 @@ use crate::greet::{self, Pregreet};
 use crate::greylist::{Decision, Greylist};
 use crate::message::{self, Hop};
 use crate::queue::Queue;
-use crate::score::Scorer;
-use crate::spool::{Batch, Draft, Spool};
+use crate::score::{Origin, Scorer};
+use crate::spool::{Batch, Draft, Folder, Spool};
 use netlessons::connection::{Connection, LineEnding};
 use netlessons::framing::is_too_long;
 use netlessons::subnet::Allowlist;
-use std::io::{self, Write};
+use std::io::{self, BufReader, Write};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -543,15 +543,70 @@ impl Session<'_> {
         if draft.received_count() >= message::MAX_HOPS {
             return self.error("554 5.4.6 too many hops: this message is probably in a mail loop");
         }
-        // ---- After DATA. The whole message is in the draft and nothing is
-        // promised yet: this is the place to look at it (a spam filter reads
-        // `draft.reader()`) and to choose headers to add at its top, which
-        // `store` writes into every copy. So far we add none of our own.
-        let added: &[u8] = b"";
-        match self.store(&transaction, &mut draft, added) {
+        // ---- Spam filter 3, after DATA: content scoring. The whole message
+        // is in the draft and nothing is promised yet: read it, score it,
+        // and write the verdict at the top of every copy (score.rs).
+        let verdict = match self.score(&mut draft) {
+            Ok(verdict) => verdict,
+            Err(e) => return self.could_not_store(&e),
+        };
+        let folder = if verdict.is_spam() {
+            Folder::Junk
+        } else {
+            Folder::Inbox
+        };
+        let mut destinations = Vec::new();
+        if !transaction.local.is_empty() {
+            let place = if folder == Folder::Junk {
+                ".Junk"
+            } else {
+                "inbox"
+            };
+            destinations.push(format!("{place} of {}", transaction.local.join(", ")));
+        }
+        if !transaction.remote.is_empty() {
+            destinations.push(format!("relayed for {}", transaction.remote.join(", ")));
+        }
+        eprintln!(
+            "{} score: {}: {}",
+            self.conn.peer_addr(),
+            verdict.summary(),
+            destinations.join("; ")
+        );
+        let added = verdict.headers();
+        match self.store(&transaction, &mut draft, added.as_bytes(), folder) {
             Ok(id) => self.reply(&format!("250 2.0.0 OK: queued as {id}")),
             Err(e) => self.could_not_store(&e),
         }
+    }
+
+    /// Scores the message in `draft`. If the client wrote `X-Spam-*`
+    /// fields of its own, the draft is replaced by a copy without them
+    /// (rare, so the usual message is read once and copied once).
+    fn score(&self, draft: &mut Draft) -> io::Result<crate::score::Verdict> {
+        let origin = Origin {
+            outside: self.outside,
+            domains: &self.service.domains,
+        };
+        let verdict = self
+            .service
+            .scorer
+            .scan(BufReader::new(draft.reader()?), origin)?;
+        if verdict.client_spam_fields > 0 {
+            let mut clean = self.service.spool.new_draft()?;
+            crate::score::strip_spam_headers(BufReader::new(draft.reader()?), |line| {
+                clean.push_line(line.strip_suffix(b"\n").unwrap_or(line));
+                Ok(())
+            })?;
+            clean.finish()?;
+            eprintln!(
+                "{} score: removed {} X-Spam-* field(s) the client sent",
+                self.conn.peer_addr(),
+                verdict.client_spam_fields
+            );
+            *draft = clean;
+        }
+        Ok(verdict)
     }
 
     /// The message could not be stored. Nothing was promised, so the client
@@ -574,6 +629,7 @@ impl Session<'_> {
         transaction: &Transaction,
         draft: &mut Draft,
         added: &[u8],
+        folder: Folder,
     ) -> io::Result<String> {
         let service = self.service;
         let id = service.spool.unique_name();
@@ -602,7 +658,7 @@ impl Session<'_> {
         for mailbox in &transaction.local {
             service
                 .spool
-                .add_to_mailbox(&mut batch, mailbox, |mut file| {
+                .add_to_mailbox(&mut batch, mailbox, folder, |mut file| {
                     file.write_all(&local)?;
                     draft.copy_to(file)
                 })?;

@@ -7,6 +7,8 @@
 //! mail-spool/bob/tmp/   a message being written (never read from here)
 //! mail-spool/bob/new/   delivered, not yet seen by a mail reader
 //! mail-spool/bob/cur/   seen (mail readers move messages here)
+//! mail-spool/bob/.Junk/ a Maildir++ sub-folder with its own tmp/ new/ cur/:
+//!                       mail the spam filter judged to be spam (chapter 11)
 //! ```
 //!
 //! One file per message, so delivering never rewrites anything that is
@@ -101,6 +103,7 @@ impl Spool {
             let path = entry?.path();
             if path.is_dir() {
                 remove_files_in(&path.join("tmp"))?;
+                remove_files_in(&path.join(JUNK).join("tmp"))?;
             }
         }
         Ok(spool)
@@ -136,16 +139,21 @@ impl Spool {
     }
 
     /// Writes one mailbox's copy of a message into `batch` (in the
-    /// mailbox's `tmp/`, to appear in its `new/` when the batch is
+    /// folder's `tmp/`, to appear in its `new/` when the batch is
     /// published). `fill` writes the message into the new file.
     pub fn add_to_mailbox(
         &self,
         batch: &mut Batch<'_>,
         mailbox: &str,
+        folder: Folder,
         fill: impl FnOnce(&File) -> io::Result<()>,
     ) -> io::Result<()> {
         self.ensure_mailbox(mailbox)?;
-        let dir = self.mailbox_dir(mailbox);
+        let mut dir = self.mailbox_dir(mailbox);
+        if folder == Folder::Junk {
+            self.ensure_junk(mailbox)?;
+            dir = dir.join(JUNK);
+        }
         batch.write(
             &dir.join("tmp"),
             &dir.join("new"),
@@ -203,6 +211,27 @@ impl Spool {
         Ok(())
     }
 
+    /// Makes the Maildir++ folder `root/mailbox/.Junk/{tmp,new,cur}` if
+    /// missing, with the empty `maildirfolder` file that marks a sub-folder
+    /// for Dovecot and Courier, synced into its parent the first time.
+    fn ensure_junk(&self, mailbox: &str) -> io::Result<()> {
+        let key = format!("{mailbox}/{JUNK}");
+        if lock(&self.created).contains(&key) {
+            return Ok(());
+        }
+        let dir = self.mailbox_dir(mailbox).join(JUNK);
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir_all(dir.join(sub))
+                .map_err(|e| annotate(e, "could not create mail folder", &dir))?;
+        }
+        File::create(dir.join("maildirfolder"))
+            .map_err(|e| annotate(e, "could not create", &dir.join("maildirfolder")))?;
+        self.sync_dir(&dir)?;
+        self.sync_dir(&self.mailbox_dir(mailbox))?;
+        lock(&self.created).insert(key);
+        Ok(())
+    }
+
     /// Syncs a folder, sharing the work with every other thread that wants
     /// the same folder synced at the same time (see [`GroupSync`]).
     pub fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -212,6 +241,9 @@ impl Spool {
 
     /// The messages in a mailbox (`new/` and `cur/`), oldest first. File
     /// names start with the delivery time, so sorting by name sorts by age.
+    ///
+    /// Only the inbox: `.Junk` and any other sub-folder are not listed
+    /// (POP3 has no folders; an IMAP server would show them).
     pub fn list(&self, mailbox: &str) -> io::Result<Vec<Stored>> {
         let dir = self.mailbox_dir(mailbox);
         let mut found = Vec::new();
@@ -256,6 +288,19 @@ fn create_private(path: &Path) -> io::Result<File> {
 
 /// Where messages are written while they arrive, under the spool folder.
 const INCOMING: &str = ".incoming";
+
+/// The Maildir++ sub-folder (a folder whose name starts with `.`, inside
+/// the mailbox) where spam is delivered: chapter 11.
+pub const JUNK: &str = ".Junk";
+
+/// Which folder of a mailbox a message goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folder {
+    /// `new/` of the mailbox itself: what POP3 serves.
+    Inbox,
+    /// `.Junk/new/`: mail the content filter judged to be spam.
+    Junk,
+}
 
 /// The write buffer of a [`Draft`]: with the connection's 8 KiB read
 /// buffer, this is most of what a message costs in memory while it arrives.
