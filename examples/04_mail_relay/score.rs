@@ -12,7 +12,7 @@
 //! SpamAssassin writes it, so any mail reader's filter can sort on it:
 //!
 //! ```text
-//! X-Spam-Status: Yes, score=1002.5 required=5.0 tests=GTUBE,MISSING_DATE,MISSING_MID
+//! X-Spam-Status: Yes, score=1001.5 required=5.0 tests=GTUBE,MISSING_DATE,MISSING_MID
 //! X-Spam-Level: **************************************************
 //! X-Spam-Flag: YES
 //! ```

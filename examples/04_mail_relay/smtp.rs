@@ -163,7 +163,7 @@ pub fn serve(conn: Connection, service: &SmtpService) -> io::Result<()> {
             }
             Pregreet::TalkedEarly(bytes) => {
                 eprintln!(
-                    "{peer} greet: talked before the greeting ({:?}): refused with 521",
+                    "{peer} greet: talked before the greeting (sent \"{}\"): refused with 521",
                     netlessons::trace::escape(&bytes[..bytes.len().min(40)])
                 );
                 session.reply("521 5.5.1 protocol error: talked before the greeting")?;
