@@ -611,35 +611,11 @@ fn exercise_naive_bayes() {
     let dir = temp_dir("bayes");
     let corpus = dir.join("corpus");
     let mut rng = common::Rng::from_time("exercise_naive_bayes");
-    let spam_words = [
-        "viagra",
-        "winner",
-        "lottery",
-        "$$$",
-        "free-money",
-        "click",
-        "unsubscribe",
-    ];
-    let ham_words = [
-        "meeting", "lunch", "project", "it's", "review", "tomorrow", "thanks",
-    ];
-    let shared = [
-        "the", "and", "you", "offer", "today", "please", "Re", "2026",
-    ];
-    let words = |own: &[&str], n: usize, rng: &mut common::Rng| -> String {
-        (0..n)
-            .map(|_| {
-                let pile = if rng.below(10) < 6 { own } else { &shared[..] };
-                pile[rng.below(pile.len() as u64) as usize]
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    for (pile, own) in [("spam", &spam_words[..]), ("ham", &ham_words[..])] {
+    for (pile, own) in [("spam", SPAM_WORDS), ("ham", HAM_WORDS)] {
         fs::create_dir_all(corpus.join(pile)).unwrap();
         for n in 0..(20 + rng.below(20)) {
-            let subject = words(&own[..], 3, &mut rng);
-            let body = words(&own[..], 20 + rng.below(40) as usize, &mut rng);
+            let subject = words(own, 3, &mut rng);
+            let body = words(own, 20 + rng.below(40) as usize, &mut rng);
             let text = format!("Subject: {subject}\n\n{body}\n");
             fs::write(corpus.join(pile).join(format!("{n}.eml")), text).unwrap();
         }
@@ -648,21 +624,14 @@ fn exercise_naive_bayes() {
     // Messages that lean each way, and mixed ones; all with the headers
     // the built-in rules want, so only the Bayes filter speaks.
     let mut sent = Vec::new();
-    for (n, own) in [
-        &spam_words[..],
-        &ham_words[..],
-        &spam_words[..],
-        &ham_words[..],
-        &shared[..],
-        &shared[..],
-    ]
-    .into_iter()
-    .enumerate()
+    for (n, own) in [SPAM_WORDS, HAM_WORDS, SPAM_WORDS, HAM_WORDS, SHARED, SHARED]
+        .into_iter()
+        .enumerate()
     {
         let mixed = format!(
             "{} {}",
-            words(&own[..], 12, &mut rng),
-            words(&shared, 6, &mut rng)
+            words(own, 12, &mut rng),
+            words(SHARED, 6, &mut rng)
         );
         let text = format!(
             "From: someone@far.test\r\nSubject: message {n}\r\nDate: Tue, 1 Dec 2026 12:00:00 +0000\r\n\
@@ -911,6 +880,34 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20, source_address=(sys
     code, text = s.rcpt(sys.argv[4])
     print(code, text.decode())
 "#;
+
+/// Words that make the spam pile, the ham pile, and words in both.
+const SPAM_WORDS: &[&str] = &[
+    "viagra",
+    "winner",
+    "lottery",
+    "$$$",
+    "free-money",
+    "click",
+    "unsubscribe",
+];
+const HAM_WORDS: &[&str] = &[
+    "meeting", "lunch", "project", "it's", "review", "tomorrow", "thanks",
+];
+const SHARED: &[&str] = &[
+    "the", "and", "you", "offer", "today", "please", "Re", "2026",
+];
+
+/// `n` words, each from `own` (6 times in 10) or from [`SHARED`].
+fn words(own: &[&str], n: usize, rng: &mut common::Rng) -> String {
+    (0..n)
+        .map(|_| {
+            let pile = if rng.below(10) < 6 { own } else { SHARED };
+            pile[rng.below(pile.len() as u64) as usize]
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// Graham's filter, written again in Python from the chapter's description:
 /// argv[1] the corpus (ham/, spam/), argv[2] a folder of messages named

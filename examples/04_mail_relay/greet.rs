@@ -30,8 +30,13 @@
 //! once a day rather than on every connection; ours pays it every time.
 
 use netlessons::connection::Connection;
-use std::io;
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
+
+/// After a refusal, how long we keep reading (and discarding) what the
+/// client still sends, and how much of it.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 * 1024;
 
 /// How the greeting wait ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,4 +97,30 @@ pub fn listen(conn: &mut Connection, wait: Duration) -> io::Result<Pregreet> {
         let _ = conn.read_some(&mut sink);
     }
     Ok(outcome)
+}
+
+/// Sends what is queued (the `521`), then closes politely: our side first
+/// (the client reads end-of-stream after the reply), then we read and
+/// discard what it still sends, briefly. Closing a socket with unread
+/// bytes in it makes the kernel answer with a reset (RST) instead, and a
+/// reset can arrive before the client has read our reply: it would never
+/// learn why it was turned away. (Web servers call this a *lingering close*.)
+pub fn close_after_refusal(conn: &mut Connection) {
+    if conn.shutdown_write().is_err() {
+        return;
+    }
+    let mut socket = conn.socket();
+    let deadline = Instant::now() + LINGER;
+    let mut buf = [0u8; 4096];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match socket.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
 }

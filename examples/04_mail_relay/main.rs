@@ -225,15 +225,6 @@ fn run(args: &Matches) -> io::Result<()> {
     }
     let relay_allow: Allowlist = args.value("--relay-allow");
     let max_size: u64 = args.value("--max-size");
-    let greet_wait = millis_or_seconds(args, "--greet-wait-ms", "--greet-wait");
-    let greylist_delay = millis_or_seconds(args, "--greylist-ms", "--greylist");
-    let spam_threshold: score::Score = args.value("--spam-threshold");
-    // A bad rules file stops the relay before it listens: a filter that
-    // silently ran without the rules its operator wrote would be worse.
-    let spam_rules = match args.get("--spam-rules") {
-        Some(path) => score::load_rules(Path::new(path)).map_err(io::Error::other)?,
-        None => Vec::new(),
-    };
     let next_hop = args.get("--next-hop").map(str::to_string);
     let trace = args.flag("--trace");
 
@@ -256,18 +247,8 @@ fn run(args: &Matches) -> io::Result<()> {
     let spool = Arc::new(spool::Spool::open(Path::new(
         args.get("--spool").unwrap_or("./mail-spool"),
     ))?);
-    let greylist = match greylist_delay {
-        Some(delay) => {
-            let mut config = greylist::Config::with_delay(delay);
-            config.capacity = args.value("--greylist-max");
-            Some(greylist::Greylist::open(spool.root(), config)?)
-        }
-        None => None,
-    };
-    let mut scorer = score::Scorer::new(spam_rules, spam_threshold);
-    if let Some(dir) = args.get("--bayes") {
-        scorer = scorer.with_bayes(bayes::Bayes::train_from(Path::new(dir))?);
-    }
+    // Loaded before we listen: a bad rules file stops the relay here.
+    let filters = spam_filters(args, spool.root())?;
     let queue = match &next_hop {
         Some(hop) => {
             let backoff = queue::Backoff {
@@ -336,9 +317,7 @@ fn run(args: &Matches) -> io::Result<()> {
         max_size,
         idle_timeout: smtp_idle_timeout,
         line_timeout: smtp_line_timeout,
-        greet_wait,
-        greylist,
-        scorer,
+        filters,
     });
     let pop3_service = Arc::new(pop3::Pop3Service {
         mailboxes,
@@ -366,6 +345,34 @@ fn run(args: &Matches) -> io::Result<()> {
             .map_err(|_| io::Error::other("a listener thread panicked"))??;
     }
     Ok(())
+}
+
+/// The spam filters from the command line (chapter 11). A bad rules file
+/// is an error, and the relay does not start: a filter that silently ran
+/// without the rules its operator wrote would be worse.
+fn spam_filters(args: &Matches, spool: &Path) -> io::Result<smtp::SpamFilters> {
+    let threshold: score::Score = args.value("--spam-threshold");
+    let rules = match args.get("--spam-rules") {
+        Some(path) => score::load_rules(Path::new(path)).map_err(io::Error::other)?,
+        None => Vec::new(),
+    };
+    let mut scorer = score::Scorer::new(rules, threshold);
+    if let Some(dir) = args.get("--bayes") {
+        scorer = scorer.with_bayes(bayes::Bayes::train_from(Path::new(dir))?);
+    }
+    let greylist = match millis_or_seconds(args, "--greylist-ms", "--greylist") {
+        Some(delay) => {
+            let mut config = greylist::Config::with_delay(delay);
+            config.capacity = args.value("--greylist-max");
+            Some(greylist::Greylist::open(spool, config)?)
+        }
+        None => None,
+    };
+    Ok(smtp::SpamFilters {
+        greet_wait: millis_or_seconds(args, "--greet-wait-ms", "--greet-wait"),
+        greylist,
+        scorer,
+    })
 }
 
 /// A filter's delay: the hidden millisecond knob if given, else the

@@ -390,11 +390,7 @@ impl Scorer {
     pub fn scan<R: BufRead>(&self, mut message: R, origin: Origin<'_>) -> io::Result<Verdict> {
         let mut fired = vec![false; self.rules.len()];
         let mut line = Vec::new();
-        // The header section: (name in lower case, unfolded value).
-        let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut kept = 0;
-        let mut client_spam_fields = 0;
-        let mut in_headers = true;
+        let mut headers = HeaderSection::default();
         // The body search: the longest text any body rule looks for sets
         // how much of the previous piece to keep.
         let longest = self
@@ -420,34 +416,8 @@ impl Scorer {
                 tokenized += line.len();
                 distinct.extend(bayes::tokens(&line));
             }
-            if in_headers {
-                match header_line(&line, fields.is_empty()) {
-                    HeaderLine::Field(name, value) => {
-                        kept += line.len();
-                        client_spam_fields += usize::from(is_spam_field(&name));
-                        if kept <= MAX_SCORED_HEADERS {
-                            fields.push((name, value.to_vec()));
-                        }
-                        continue;
-                    }
-                    HeaderLine::Continuation(more) => {
-                        kept += line.len();
-                        if kept <= MAX_SCORED_HEADERS
-                            && let Some((_, value)) = fields.last_mut()
-                        {
-                            value.push(b' ');
-                            value.extend_from_slice(more);
-                        }
-                        continue;
-                    }
-                    HeaderLine::End => {
-                        in_headers = false;
-                        continue;
-                    }
-                    // Not a header line: the message has no (more) header
-                    // section, and this line is the first of the body.
-                    HeaderLine::NotHeader => in_headers = false,
-                }
+            if headers.take(&line) {
+                continue;
             }
             // A body line: search it together with the tail of what came
             // before. Its line break counts as a space, so a phrase that a
@@ -460,25 +430,31 @@ impl Scorer {
         }
         for (rule, fired) in self.rules.iter().zip(&mut fired) {
             if !*fired {
-                *fired = header_test(&rule.test, &fields, origin);
+                *fired = header_test(&rule.test, &headers.fields, origin);
             }
         }
+        let bayes = self.bayes.as_ref().map(|b| b.combine(&distinct));
+        Ok(self.verdict(&fired, bayes, headers.client_spam_fields))
+    }
+
+    /// Adds up the scores of the rules that fired (and the Bayes rule).
+    fn verdict(&self, fired: &[bool], bayes: Option<f64>, client_spam_fields: usize) -> Verdict {
         let mut verdict = Verdict {
             score: Score(0),
             required: self.required,
             tests: Vec::new(),
-            bayes: self.bayes.as_ref().map(|b| b.combine(&distinct)),
+            bayes,
             client_spam_fields,
         };
-        for (rule, _) in self.rules.iter().zip(&fired).filter(|(_, f)| **f) {
+        for (rule, _) in self.rules.iter().zip(fired).filter(|(_, f)| **f) {
             verdict.score.0 += rule.score.0;
             verdict.tests.push(rule.name.clone());
         }
-        if verdict.bayes.is_some_and(|p| p > bayes::SPAM_ABOVE) {
+        if bayes.is_some_and(|p| p > bayes::SPAM_ABOVE) {
             verdict.score.0 += BAYES_SCORE.0;
             verdict.tests.push(BAYES_RULE.to_string());
         }
-        Ok(verdict)
+        verdict
     }
 
     /// Marks the body rules that match somewhere in `window`.
@@ -497,6 +473,55 @@ impl Scorer {
                 _ => false,
             };
         }
+    }
+}
+
+/// The header section of a message as [`Scorer::scan`] reads it.
+#[derive(Debug, Default)]
+struct HeaderSection {
+    /// (name in lower case, unfolded value), up to [`MAX_SCORED_HEADERS`].
+    fields: Vec<(String, Vec<u8>)>,
+    /// Bytes of header section read so far.
+    size: usize,
+    /// `X-Spam-*` fields the client wrote.
+    client_spam_fields: usize,
+    /// The blank line (or a line that is not a header) has been seen.
+    ended: bool,
+}
+
+impl HeaderSection {
+    /// Takes `line` if it belongs to the header section (a field, a folded
+    /// continuation, or the blank line that ends it); false for a body line.
+    fn take(&mut self, line: &[u8]) -> bool {
+        if self.ended {
+            return false;
+        }
+        match header_line(line, self.fields.is_empty()) {
+            HeaderLine::Field(name, value) => {
+                self.size += line.len();
+                self.client_spam_fields += usize::from(is_spam_field(&name));
+                if self.size <= MAX_SCORED_HEADERS {
+                    self.fields.push((name, value.to_vec()));
+                }
+            }
+            HeaderLine::Continuation(more) => {
+                self.size += line.len();
+                if self.size <= MAX_SCORED_HEADERS
+                    && let Some((_, value)) = self.fields.last_mut()
+                {
+                    value.push(b' ');
+                    value.extend_from_slice(more);
+                }
+            }
+            HeaderLine::End => self.ended = true,
+            // Not a header line: the message has no (more) header section,
+            // and this line is the first of the body.
+            HeaderLine::NotHeader => {
+                self.ended = true;
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -528,9 +553,8 @@ fn header_test(test: &Test, fields: &[(String, Vec<u8>)], origin: Origin<'_>) ->
         }),
         Test::ForgedLocalFrom => {
             origin.outside
-                && values("from").any(|v| {
-                    from_domain(v).is_some_and(|d| origin.domains.iter().any(|ours| *ours == d))
-                })
+                && values("from")
+                    .any(|v| from_domain(v).is_some_and(|d| origin.domains.contains(&d)))
         }
     }
 }

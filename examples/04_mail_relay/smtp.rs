@@ -48,7 +48,7 @@ use crate::greet::{self, Pregreet};
 use crate::greylist::{Decision, Greylist};
 use crate::message::{self, Hop};
 use crate::queue::Queue;
-use crate::score::{Origin, Scorer};
+use crate::score::{Origin, Scorer, Verdict};
 use crate::spool::{Batch, Draft, Folder, Spool};
 use netlessons::connection::{Connection, LineEnding};
 use netlessons::framing::is_too_long;
@@ -89,6 +89,13 @@ pub struct SmtpService {
     pub idle_timeout: Option<Duration>,
     /// The line timeout, also the start of a message's body clock.
     pub line_timeout: Option<Duration>,
+    /// The spam filters (chapter 11).
+    pub filters: SpamFilters,
+}
+
+/// The three spam filters, in the order a session meets them.
+#[derive(Debug)]
+pub struct SpamFilters {
     /// The greeting wait for outside clients (`--greet-wait`); `None`: off.
     pub greet_wait: Option<Duration>,
     /// The greylist for outside clients (`--greylist`); `None`: off.
@@ -146,36 +153,12 @@ pub fn serve(conn: Connection, service: &SmtpService) -> io::Result<()> {
     };
     // SMTP lines end in "\r\n" on the wire, in both directions.
     session.conn.set_line_ending(LineEnding::CrLf);
-    let banner = format!("{} ESMTP netlessons 04_mail_relay", service.host);
     // ---- Spam filter 1, before the banner: the greeting wait. An outside
     // client hears the first line of a two-line greeting, then silence; if
     // it talks before the last line it is a bot in a hurry (greet.rs).
-    if let (true, Some(wait)) = (session.outside, service.greet_wait) {
-        session.reply(&format!("220-{banner}"))?;
-        session.conn.flush()?;
-        let peer = session.conn.peer_addr();
-        match greet::listen(&mut session.conn, wait)? {
-            Pregreet::Quiet => {
-                eprintln!(
-                    "{peer} greet: waited for the greeting ({} ms): passed",
-                    wait.as_millis()
-                );
-            }
-            Pregreet::TalkedEarly(bytes) => {
-                eprintln!(
-                    "{peer} greet: talked before the greeting (sent \"{}\"): refused with 521",
-                    netlessons::trace::escape(&bytes[..bytes.len().min(40)])
-                );
-                session.reply("521 5.5.1 protocol error: talked before the greeting")?;
-                return session.conn.flush();
-            }
-            Pregreet::HungUp => {
-                eprintln!("{peer} greet: hung up during the greeting wait");
-                return Ok(());
-            }
-        }
+    if !session.greet()? {
+        return Ok(());
     }
-    session.reply(&format!("220 {banner}"))?;
     loop {
         let line = match session.conn.read_line(MAX_COMMAND_LINE) {
             Ok(Some(line)) => line,
@@ -388,50 +371,8 @@ impl Session<'_> {
         // ---- Spam filter 2, at RCPT: greylisting. Only a recipient we
         // would take is greylisted (a refusal above says more), and only
         // for an outside client; a retry after the delay passes (greylist.rs).
-        if self.outside
-            && let Some(greylist) = &self.service.greylist
-        {
-            let from = self.transaction.as_ref().map_or("", |t| t.from.as_str());
-            let peer = self.conn.peer_addr();
-            let key = crate::greylist::triplet(peer.ip(), from, &addr.text());
-            let decision = match greylist.check(peer.ip(), from, &addr.text()) {
-                Ok(decision) => decision,
-                Err(e) => {
-                    // Without a record of the sighting we cannot keep the
-                    // promise a 451 makes ("try again and it will pass").
-                    eprintln!("{peer} greylist: could not record {key}: {e}");
-                    return self.reply("451 4.3.0 Error: greylist unavailable; try again later");
-                }
-            };
-            let text = addr.text();
-            match decision {
-                Decision::New { wait } | Decision::Early { wait } => {
-                    let kind = if matches!(decision, Decision::New { .. }) {
-                        "new"
-                    } else {
-                        "early retry"
-                    };
-                    // Whole seconds, rounded up: "try again in 0 seconds"
-                    // would invite a retry that is still too early.
-                    let secs = wait.as_millis().div_ceil(1000);
-                    eprintln!(
-                        "{peer} greylist: {key}: {kind}, 451 for {} ms",
-                        wait.as_millis()
-                    );
-                    // A reply, not an error: an honest sender gets this
-                    // once per recipient, and it must not end the session.
-                    return self.reply(&format!(
-                        "451 4.7.1 <{text}>: greylisted, try again in {secs} seconds"
-                    ));
-                }
-                Decision::Passed { after } => {
-                    eprintln!(
-                        "{peer} greylist: {key}: passed, retried after {} ms",
-                        after.as_millis()
-                    );
-                }
-                Decision::Known => eprintln!("{peer} greylist: {key}: known, passes"),
-            }
+        if self.greylisted(&addr)? {
+            return Ok(());
         }
         match route {
             Route::Local(mailbox) => {
@@ -449,6 +390,101 @@ impl Session<'_> {
             }
         }
         self.reply("250 2.1.5 OK")
+    }
+
+    /// Sends the greeting: at once to an inside client; to an outside one
+    /// in two lines with the greeting wait between them (`greet.rs`).
+    /// Returns false when the session is over (the client talked early and
+    /// was refused, or hung up).
+    fn greet(&mut self) -> io::Result<bool> {
+        let banner = format!("{} ESMTP netlessons 04_mail_relay", self.service.host);
+        let wait = match (self.outside, self.service.filters.greet_wait) {
+            (true, Some(wait)) => wait,
+            _ => {
+                self.reply(&format!("220 {banner}"))?;
+                return Ok(true);
+            }
+        };
+        self.reply(&format!("220-{banner}"))?;
+        self.conn.flush()?;
+        let peer = self.conn.peer_addr();
+        match greet::listen(&mut self.conn, wait)? {
+            Pregreet::Quiet => {
+                eprintln!(
+                    "{peer} greet: waited for the greeting ({} ms): passed",
+                    wait.as_millis()
+                );
+                self.reply(&format!("220 {banner}"))?;
+                Ok(true)
+            }
+            Pregreet::TalkedEarly(bytes) => {
+                eprintln!(
+                    "{peer} greet: talked before the greeting (sent \"{}\"): refused with 521",
+                    netlessons::trace::escape(&bytes[..bytes.len().min(40)])
+                );
+                self.reply("521 5.5.1 protocol error: talked before the greeting")?;
+                greet::close_after_refusal(&mut self.conn);
+                Ok(false)
+            }
+            Pregreet::HungUp => {
+                eprintln!("{peer} greet: hung up during the greeting wait");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Asks the greylist about `rcpt` from an outside client (`greylist.rs`).
+    /// Returns true after answering `451`: the recipient is refused for now.
+    fn greylisted(&mut self, rcpt: &Address) -> io::Result<bool> {
+        let Some(greylist) = self
+            .service
+            .filters
+            .greylist
+            .as_ref()
+            .filter(|_| self.outside)
+        else {
+            return Ok(false);
+        };
+        let from = self.transaction.as_ref().map_or("", |t| t.from.as_str());
+        let peer = self.conn.peer_addr();
+        let text = rcpt.text();
+        let key = crate::greylist::triplet(peer.ip(), from, &text);
+        let decision = match greylist.check(peer.ip(), from, &text) {
+            Ok(decision) => decision,
+            Err(e) => {
+                // Without a record of the sighting we cannot keep the
+                // promise a 451 makes ("try again and it will pass").
+                eprintln!("{peer} greylist: could not record {key}: {e}");
+                self.reply("451 4.3.0 Error: greylist unavailable; try again later")?;
+                return Ok(true);
+            }
+        };
+        let (kind, wait) = match decision {
+            Decision::New { wait } => ("new", wait),
+            Decision::Early { wait } => ("early retry", wait),
+            Decision::Passed { after } => {
+                let ms = after.as_millis();
+                eprintln!("{peer} greylist: {key}: passed, retried after {ms} ms");
+                return Ok(false);
+            }
+            Decision::Known => {
+                eprintln!("{peer} greylist: {key}: known, passes");
+                return Ok(false);
+            }
+        };
+        eprintln!(
+            "{peer} greylist: {key}: {kind}, 451 for {} ms",
+            wait.as_millis()
+        );
+        // Whole seconds, rounded up: "try again in 0 seconds" would invite
+        // a retry that is still too early. And a reply, not an error: an
+        // honest sender gets this once per recipient, and it must not end
+        // the session (MAX_ERRORS).
+        let secs = wait.as_millis().div_ceil(1000);
+        self.reply(&format!(
+            "451 4.7.1 <{text}>: greylisted, try again in {secs} seconds"
+        ))?;
+        Ok(true)
     }
 
     /// Where mail for `addr` goes, or the reply that refuses it.
@@ -555,6 +591,47 @@ impl Session<'_> {
         } else {
             Folder::Inbox
         };
+        self.log_verdict(&verdict, &transaction, folder);
+        let added = verdict.headers();
+        match self.store(&transaction, &mut draft, added.as_bytes(), folder) {
+            Ok(id) => self.reply(&format!("250 2.0.0 OK: queued as {id}")),
+            Err(e) => self.could_not_store(&e),
+        }
+    }
+
+    /// Scores the message in `draft`. If the client wrote `X-Spam-*`
+    /// fields of its own, the draft is replaced by a copy without them
+    /// (rare, so the usual message is read once and copied once).
+    fn score(&self, draft: &mut Draft) -> io::Result<Verdict> {
+        let origin = Origin {
+            outside: self.outside,
+            domains: &self.service.domains,
+        };
+        let verdict = self
+            .service
+            .filters
+            .scorer
+            .scan(BufReader::new(draft.reader()?), origin)?;
+        if verdict.client_spam_fields > 0 {
+            let mut clean = self.service.spool.new_draft()?;
+            crate::score::strip_spam_headers(BufReader::new(draft.reader()?), |line| {
+                clean.push_line(line.strip_suffix(b"\n").unwrap_or(line));
+                Ok(())
+            })?;
+            clean.finish()?;
+            eprintln!(
+                "{} score: removed {} X-Spam-* field(s) the client sent",
+                self.conn.peer_addr(),
+                verdict.client_spam_fields
+            );
+            *draft = clean;
+        }
+        Ok(verdict)
+    }
+
+    /// One log line for the content filter's decision and where the
+    /// message goes.
+    fn log_verdict(&self, verdict: &Verdict, transaction: &Transaction, folder: Folder) {
         let mut destinations = Vec::new();
         if !transaction.local.is_empty() {
             let place = if folder == Folder::Junk {
@@ -573,40 +650,6 @@ impl Session<'_> {
             verdict.summary(),
             destinations.join("; ")
         );
-        let added = verdict.headers();
-        match self.store(&transaction, &mut draft, added.as_bytes(), folder) {
-            Ok(id) => self.reply(&format!("250 2.0.0 OK: queued as {id}")),
-            Err(e) => self.could_not_store(&e),
-        }
-    }
-
-    /// Scores the message in `draft`. If the client wrote `X-Spam-*`
-    /// fields of its own, the draft is replaced by a copy without them
-    /// (rare, so the usual message is read once and copied once).
-    fn score(&self, draft: &mut Draft) -> io::Result<crate::score::Verdict> {
-        let origin = Origin {
-            outside: self.outside,
-            domains: &self.service.domains,
-        };
-        let verdict = self
-            .service
-            .scorer
-            .scan(BufReader::new(draft.reader()?), origin)?;
-        if verdict.client_spam_fields > 0 {
-            let mut clean = self.service.spool.new_draft()?;
-            crate::score::strip_spam_headers(BufReader::new(draft.reader()?), |line| {
-                clean.push_line(line.strip_suffix(b"\n").unwrap_or(line));
-                Ok(())
-            })?;
-            clean.finish()?;
-            eprintln!(
-                "{} score: removed {} X-Spam-* field(s) the client sent",
-                self.conn.peer_addr(),
-                verdict.client_spam_fields
-            );
-            *draft = clean;
-        }
-        Ok(verdict)
     }
 
     /// The message could not be stored. Nothing was promised, so the client
