@@ -1642,6 +1642,269 @@ fn mail_relay_survives_garbage() {
     threads_settle(&ctx, &server, before);
 }
 
+/// Mail relay, spam filters (chapter 11): 800 sessions from a client
+/// outside `--relay-allow` (loopback is moved outside): garbage sent before
+/// the greeting, a flood of made-up senders (each a new greylist triplet),
+/// and random rule-triggering messages (GTUBE, forged `X-Spam-*` fields,
+/// folded lines, capitals, a forged local `From:`) from a sender that passed
+/// greylisting. Afterwards the relay is up with no thread left behind, the
+/// passed sender still passes, the greylist holds at most its cap (50 here)
+/// after a restart, and every stored message carries exactly one verdict of
+/// ours, with GTUBE always in `.Junk`.
+#[test]
+fn mail_relay_filters_survive_garbage() {
+    if !reference_only(MAIL, "mail_relay_filters_survive_garbage") {
+        return;
+    }
+    let ctx = Ctx::new("mail_relay_filters_survive_garbage");
+    let filters = [
+        "--relay-allow",
+        "::1/128",
+        "--greet-wait-ms",
+        "500",
+        "--greylist-ms",
+        "300",
+        "--greylist-max",
+        "50",
+    ];
+    let (mut server, spool) = start_relay("filters", &filters);
+    let smtp = server.addr_of("smtp");
+    // A sender that retries as a real server does, and so passes.
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while !rcpt_accepted(smtp, FRIEND) {
+        assert!(
+            Instant::now() < deadline,
+            "{FRIEND} never passed greylisting"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let before = baseline(&server);
+    hammer(
+        &ctx,
+        "filter sessions from outside",
+        800,
+        move |rng, log| match rng.below(3) {
+            0 => talk_before_greeting(smtp, rng, log),
+            1 => made_up_sender(smtp, rng, log),
+            _ => rule_triggering_message(smtp, rng, log),
+        },
+    );
+    still_up(&ctx, &mut server);
+    threads_settle(&ctx, &server, before);
+    assert!(
+        rcpt_accepted(smtp, FRIEND),
+        "the flood pushed out a passed sender"
+    );
+
+    let mut stored = 0;
+    for name in all_files(&spool) {
+        if name == ".greylist" {
+            continue;
+        }
+        let in_junk = name.starts_with("bob/.Junk/new/");
+        assert!(
+            in_junk || name.starts_with("bob/new/") || name == "bob/.Junk/maildirfolder",
+            "unexpected file {name}\n{}",
+            ctx.about()
+        );
+        if name.ends_with("maildirfolder") {
+            continue;
+        }
+        stored += 1;
+        let text = String::from_utf8_lossy(&fs::read(spool.join(&name)).unwrap()).into_owned();
+        let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+        let fields = |prefix: &str| {
+            head.lines()
+                .filter(|l| l.to_ascii_lowercase().starts_with(prefix))
+                .count()
+        };
+        assert_eq!(fields("x-spam-status:"), 1, "{name}:\n{text}");
+        assert_eq!(fields("x-spam-level:"), 1, "{name}:\n{text}");
+        assert!(
+            fields("x-spam-flag:") <= 1 && !head.contains("FAKED"),
+            "{name}:\n{text}"
+        );
+        assert_eq!(
+            in_junk,
+            head.contains("X-Spam-Flag: YES"),
+            "{name}:\n{text}"
+        );
+        if body.contains(GTUBE) {
+            assert!(in_junk, "GTUBE in the inbox: {name}");
+        }
+    }
+    assert!(stored > 0, "no message was stored\n{}", ctx.about());
+
+    // A restart compacts the log: the table is within its cap on disk too.
+    server.kill();
+    let users = spool.parent().unwrap().join("users");
+    let mut args = vec![
+        "--spool",
+        spool.to_str().unwrap(),
+        "--users",
+        users.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&filters);
+    let server = Server::start_with(
+        MAIL,
+        &["--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0"],
+        &args,
+        2,
+    );
+    let table = fs::read_to_string(spool.join(".greylist")).unwrap();
+    let entries = table.lines().filter(|l| !l.starts_with('#')).count();
+    assert!(entries <= 50, "{entries} triplets kept, the cap is 50");
+    assert!(
+        rcpt_accepted(server.addr_of("smtp"), FRIEND),
+        "forgot a passed sender"
+    );
+}
+
+/// The sender of [`mail_relay_filters_survive_garbage`] that passes greylisting.
+const FRIEND: &str = "friend@far.test";
+
+/// The GTUBE test string, which every content filter scores as spam.
+const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+/// A polite SMTP session up to `MAIL FROM:<from>`: reads the whole
+/// greeting (through the wait) first.
+fn polite(addr: SocketAddr, from: &str) -> MailWire {
+    let mut wire = MailWire::open(addr);
+    let greeting = wire.reply();
+    assert!(greeting.starts_with("220"), "{greeting:?}");
+    wire.smtp("EHLO mx.far.test", "250");
+    wire.smtp(&format!("MAIL FROM:<{from}>"), "250");
+    wire
+}
+
+/// Is `bob@example.test` accepted at once from `from`?
+fn rcpt_accepted(addr: SocketAddr, from: &str) -> bool {
+    let mut wire = polite(addr, from);
+    wire.send("RCPT TO:<bob@example.test>");
+    let reply = wire.reply();
+    assert!(
+        reply.starts_with("250") || reply.starts_with("451 4.7.1"),
+        "{reply:?}"
+    );
+    wire.smtp("QUIT", "221");
+    reply.starts_with("250")
+}
+
+/// Garbage before the greeting: the relay answers the `220-` line, then
+/// `521` and closes, or (if the garbage came late) the final `220 `.
+fn talk_before_greeting(
+    addr: SocketAddr,
+    rng: &mut Rng,
+    log: &mut Vec<String>,
+) -> Result<(), String> {
+    let mut bytes = junk(rng);
+    bytes.insert(0, b'E'); // never empty
+    let mut s = Session::open(addr, log)?;
+    s.send_split(rng, &bytes);
+    let ending = Ending::pick(rng, true);
+    let back = s.end(ending)?;
+    if ending == Ending::HalfClose {
+        let text = String::from_utf8_lossy(&back);
+        if !text.starts_with("220-") {
+            return Err(format!(
+                "no 220- first line before the wait: {}",
+                show(&back)
+            ));
+        }
+        if let Some(at) = text.find("521 5.5.1 protocol error: talked before the greeting\r\n") {
+            let after = &text[at..].split_once("\r\n").map_or("", |(_, rest)| rest);
+            if !after.is_empty() {
+                return Err(format!("the relay went on after its 521: {}", show(&back)));
+            }
+        } else if !text.contains("\r\n220 ") {
+            return Err(format!(
+                "neither 521 nor the final greeting: {}",
+                show(&back)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A new, made-up sender: its first `RCPT` must be greylisted.
+fn made_up_sender(addr: SocketAddr, rng: &mut Rng, log: &mut Vec<String>) -> Result<(), String> {
+    let from = format!("bot{:016x}@spam{}.test", rng.next_u64(), rng.below(1000));
+    log.push(format!("made-up sender {from}"));
+    let mut wire = polite(addr, &from);
+    wire.send("RCPT TO:<bob@example.test>");
+    let reply = wire.reply();
+    if !reply.starts_with("451 4.7.1 <bob@example.test>: greylisted") {
+        return Err(format!("a made-up sender's first RCPT got {reply:?}"));
+    }
+    wire.smtp("QUIT", "221");
+    Ok(())
+}
+
+/// Header lines that trigger rules, forge a verdict, or fold.
+const SCORED_HEADERS: &[&str] = &[
+    "X-Spam-Flag: NO FAKED",
+    "x-spam-status: No, score=-99.0 FAKED",
+    "X-SPAM-LEVEL: FAKED",
+    "X-Spam-Report: FAKED\r\n\tfolded FAKED line\r\n  and FAKED another",
+    "Subject: CHEAP PILLS FOR EVERYONE",
+    "Subject: lunch?",
+    "From: Boss <ceo@example.test>",
+    "From: friend@far.test",
+    "Date: Tue, 1 Dec 2026 12:00:00 +0000",
+    "Message-ID: <garbage@far.test>",
+    "To: bob@example.test",
+    "X-Mailer: bulk\r\n\tfolded",
+];
+
+/// A message from [`FRIEND`] with random headers from [`SCORED_HEADERS`]
+/// and a random body (GTUBE sometimes): stored with our verdict.
+fn rule_triggering_message(
+    addr: SocketAddr,
+    rng: &mut Rng,
+    log: &mut Vec<String>,
+) -> Result<(), String> {
+    let mut text = String::new();
+    for _ in 0..rng.below(8) {
+        text.push_str(pick(rng, SCORED_HEADERS));
+        text.push_str("\r\n");
+    }
+    text.push_str("\r\n");
+    // At most 8 header lines and 6 body lines of at most 150 bytes: under
+    // the relay's --max-size of 2000 bytes.
+    for _ in 0..rng.below(7) {
+        let line = match rng.below(5) {
+            0 => GTUBE.to_string(),
+            1 => "X-Spam-Flag: NO (in the body, where it stays)".to_string(),
+            2 => "x".repeat(rng.below(150) as usize),
+            _ => String::from_utf8_lossy(&printable(rng, 60)).into_owned(),
+        };
+        // Dot-stuffing: a line starting with '.' gets one more.
+        if line.starts_with('.') {
+            text.push('.');
+        }
+        text.push_str(&line);
+        text.push_str("\r\n");
+    }
+    log.push(format!("message of {} bytes", text.len()));
+    let mut wire = polite(addr, FRIEND);
+    wire.send("RCPT TO:<bob@example.test>");
+    let reply = wire.reply();
+    if !reply.starts_with("250") {
+        return Err(format!("the passed sender's RCPT got {reply:?}"));
+    }
+    wire.smtp("DATA", "354");
+    wire.writer
+        .write_all(text.as_bytes())
+        .map_err(|e| e.to_string())?;
+    wire.send(".");
+    let reply = wire.reply();
+    if !reply.starts_with("250") {
+        return Err(format!("a message was refused: {reply:?}"));
+    }
+    wire.smtp("QUIT", "221");
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Slow-loris clients
 // ---------------------------------------------------------------------------
