@@ -50,7 +50,8 @@ const CLEAN: &str = "From: Alice <alice@far.test>\r\nTo: bob@example.test\r\n\
 
 /// An outside client that sends EHLO before the final greeting line gets
 /// the `220-` first line, then `521 5.5.1 protocol error: talked before the
-/// greeting`, and is closed; the relay logs it.
+/// greeting`, and is closed; the relay logs it, and `--trace` shows what the
+/// client said too early.
 #[test]
 fn talking_before_the_greeting_gets_521() {
     if !reference_only(RELAY, "talking_before_the_greeting_gets_521") {
@@ -58,7 +59,7 @@ fn talking_before_the_greeting_gets_521() {
     }
     let r = relay(
         "pregreet",
-        &[&OUTSIDE[..], &["--greet-wait-ms", "3000"]].concat(),
+        &[&OUTSIDE[..], &["--greet-wait-ms", "3000", "--trace"]].concat(),
     );
     let mut stream = connect(r.smtp());
     // A bot in a hurry: everything at once, without reading a byte.
@@ -76,7 +77,10 @@ fn talking_before_the_greeting_gets_521() {
     let mut rest = Vec::new();
     reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "after the 521 the relay closes: {rest:?}");
-    r.server.expect_stderr("talked before the greeting", SOON);
+    r.server
+        .expect_stderr("greet: talked before the greeting (sent \"EHLO bot", SOON);
+    r.server.expect_stderr("<- \"EHLO bot\\r\\n", SOON);
+    r.server.expect_stderr("-> 521 5.5.1", SOON);
     assert!(dir_is_empty(&r.spool.join("bob").join("new")));
 }
 
