@@ -17,8 +17,12 @@
 //! `/quit` or the end of input (Ctrl-D) leaves the chat. Chapter 4
 //! (`docs/04-chat.md`) walks through this file.
 
+// Functions stay under about 80 lines (clippy.toml); see README, "For contributors".
+#![warn(clippy::too_many_lines)]
+
 use netlessons::cli::Command;
 use netlessons::connection::Connection;
+use netlessons::log;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -58,13 +62,7 @@ fn main() -> ExitCode {
     )
     .parse_env();
     let addr = args.get("--addr").unwrap_or("127.0.0.1:7002");
-    match run(addr, args.flag("--trace")) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    netlessons::cli::exit_status(run(addr, args.flag("--trace")))
 }
 
 fn run(addr: &str, trace: bool) -> io::Result<ExitCode> {
@@ -74,7 +72,7 @@ fn run(addr: &str, trace: bool) -> io::Result<ExitCode> {
     // never get in each other's way (and both are traced).
     let mut sender = Connection::from_shared(conn.shared_stream(), trace)?;
     if io::stdin().is_terminal() {
-        eprintln!("connected to {addr}; type /help for the commands, /quit or Ctrl-D to leave");
+        log!("connected to {addr}; type /help for the commands, /quit or Ctrl-D to leave");
     }
 
     // `quitting` tells the reader thread that a closing server is expected
@@ -91,8 +89,8 @@ fn run(addr: &str, trace: bool) -> io::Result<ExitCode> {
                 // thread is blocked reading the keyboard, and std has no way to
                 // interrupt that read, so this thread ends the program itself.
                 match outcome {
-                    Ok(()) => eprintln!("the server closed the connection"),
-                    Err(e) => eprintln!("lost the connection to the server: {e}"),
+                    Ok(()) => log!("the server closed the connection"),
+                    Err(e) => log!("lost the connection to the server: {e}"),
                 }
                 std::process::exit(1);
             }
@@ -109,7 +107,7 @@ fn run(addr: &str, trace: bool) -> io::Result<ExitCode> {
         Ok(Ok(())) => Ok(ExitCode::SUCCESS),
         Ok(Err(e)) => Err(e),
         Err(RecvTimeoutError::Timeout) => {
-            eprintln!("the server did not close the connection after /quit; leaving anyway");
+            log!("the server did not close the connection after /quit; leaving anyway");
             Ok(ExitCode::SUCCESS)
         }
         Err(RecvTimeoutError::Disconnected) => Ok(ExitCode::FAILURE), // the reader panicked
@@ -125,7 +123,7 @@ fn send_typed_lines(sender: &mut Connection, quitting: &AtomicBool) -> io::Resul
             line.pop();
         }
         if line.len() > MAX_LINE {
-            eprintln!(
+            log!(
                 "not sent: the line is {} bytes, the limit is {MAX_LINE}",
                 line.len()
             );

@@ -33,10 +33,14 @@
 //!
 //! Chapter 4 (`docs/04-chat.md`) walks through this file.
 
+// Functions stay under about 80 lines (clippy.toml); see README, "For contributors".
+#![warn(clippy::too_many_lines)]
+
 use netlessons::cli::Command;
 use netlessons::connection::{Connection, SharedStream};
 use netlessons::framing;
 use netlessons::limits::ConnectionCost;
+use netlessons::log;
 use netlessons::server::{DEFAULT_STACK_SIZE, Server};
 use netlessons::trace::{Direction, Trace};
 use std::collections::HashMap;
@@ -72,6 +76,12 @@ const LINGER_BYTES: usize = 256 * 1024;
 const SERVER_FULL: &[u8] = b"! server full\n";
 
 fn main() -> ExitCode {
+    netlessons::cli::exit_status(run())
+}
+
+/// Binds, prints the address, and serves the room until stopped; an error
+/// goes back to `main`, which prints it.
+fn run() -> io::Result<()> {
     let args = Command::new(
         "02_chat_server",
         "A chat server: every line a client sends goes to everyone else.",
@@ -92,23 +102,13 @@ fn main() -> ExitCode {
         threads: 2,
         files: 1,
     };
-    let server = match Server::bind(config) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let server = Server::bind(config)?;
     println!("listening on {}", server.local_addr());
 
     // The one piece of state every connection thread shares. `Arc` lets each
     // thread hold it; the `Mutex` inside lets one thread at a time look or change.
     let room = Arc::new(Room::default());
-    if let Err(e) = server.serve(move |conn| serve_client(&room, conn)) {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    server.serve(move |conn| serve_client(&room, conn))
 }
 
 // ---------------------------------------------------------------------------
@@ -140,10 +140,7 @@ fn serve_client(room: &Room, mut conn: Connection) -> io::Result<()> {
         me: room.join(outbox.clone()),
         peer: outbox.peer,
     };
-    log(format_args!(
-        "{} joined as {}",
-        outbox.peer, membership.me.name
-    ));
+    log!("{} joined as {}", outbox.peer, membership.me.name);
     let outcome = chat(room, &mut membership.me, &outbox, &mut conn);
     // However the conversation ended (/quit, a closed socket, an error, or
     // dropped for not reading), the others are told: dropping the
@@ -178,7 +175,7 @@ struct Membership<'a> {
 impl Drop for Membership<'_> {
     fn drop(&mut self) {
         self.room.leave(&self.me);
-        log(format_args!("{} ({}) left", self.peer, self.me.name));
+        log!("{} ({}) left", self.peer, self.me.name);
     }
 }
 
@@ -312,11 +309,11 @@ impl Outbox {
         if self.dropped.swap(true, Ordering::SeqCst) {
             return;
         }
-        log(format_args!(
+        log!(
             "{} dropped: not reading (its queue of {QUEUE_LINES} lines stayed full for {} ms)",
             self.peer,
             FULL_QUEUE_GRACE.as_millis()
-        ));
+        );
         // shutdown(Both) does two things at once: the client's writer thread,
         // stuck in a write that will never finish, gets an error and ends;
         // and its reader thread, waiting for a line, sees end-of-stream, so it
@@ -786,11 +783,6 @@ fn neutralise(line: String) -> String {
     } else {
         line
     }
-}
-
-/// A log line on stderr (stdout holds only the `listening on` line).
-fn log(args: std::fmt::Arguments<'_>) {
-    let _ = writeln!(io::stderr().lock(), "{args}");
 }
 
 #[cfg(test)]

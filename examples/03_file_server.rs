@@ -32,17 +32,21 @@
 //! safe way to store an upload; chapter 6 (`docs/06-who-may-connect.md`) the
 //! handshake and the allowlist.
 
+// Functions stay under about 80 lines (clippy.toml); see README, "For contributors".
+#![warn(clippy::too_many_lines)]
+
 use netlessons::auth::{self, LoginThrottle, Users};
 use netlessons::cli::Command;
 use netlessons::connection::Connection;
 use netlessons::durable::{TempFile, sync_dir};
 use netlessons::framing;
-use netlessons::server::Server;
+use netlessons::log;
+use netlessons::server::{Server, reachable};
 use netlessons::sha256::{Sha256, from_hex, to_hex};
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io::{self, BufWriter, Seek, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -84,6 +88,12 @@ struct Shared {
 }
 
 fn main() -> ExitCode {
+    netlessons::cli::exit_status(run())
+}
+
+/// Checks the folder and the users, binds, and serves until stopped. Any
+/// error goes back to `main`, the one place that prints it.
+fn run() -> io::Result<()> {
     let default_deny_ms = auth::DEFAULT_DENY_DELAY.as_millis().to_string();
     let args = Command::new(
         "03_file_server",
@@ -122,53 +132,38 @@ fn main() -> ExitCode {
 
     // Prepare the folder and the users before binding, so that a mistake in
     // either stops the server before anyone can connect.
-    let stale = match prepare_root(&root) {
-        Ok(stale) => stale,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let stale = prepare_root(&root)?;
     let (users, demo_secret) = match args.get("--users") {
-        Some(path) => match Users::load(Path::new(path)) {
-            Ok(users) if users.is_empty() => {
-                eprintln!("error: users file {path} lists no users, so nobody could log in");
-                return ExitCode::FAILURE;
+        Some(path) => {
+            let users = Users::load(Path::new(path))?;
+            if users.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("users file {path} lists no users, so nobody could log in"),
+                ));
             }
-            Ok(users) => (users, None),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => match demo_users() {
-            Ok((users, secret)) => (users, Some(secret)),
-            Err(e) => {
-                eprintln!("error: could not make a secret: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+            (users, None)
+        }
+        None => {
+            let (users, secret) = demo_users()
+                .map_err(|e| io::Error::new(e.kind(), format!("could not make a secret: {e}")))?;
+            (users, Some(secret))
+        }
     };
 
     let idle_timeout = config.idle_timeout;
-    let server = match Server::bind(config) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let server = Server::bind(config)?;
     println!("listening on {}", server.local_addr());
 
     // Everything else a person should read goes to stderr.
     let shown_root = fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
-    eprintln!("serving files in {}", shown_root.display());
+    log!("serving files in {}", shown_root.display());
     if stale > 0 {
-        eprintln!("removed {stale} unfinished upload(s) left by an earlier run");
+        log!("removed {stale} unfinished upload(s) left by an earlier run");
     }
     match &demo_secret {
         Some(secret) => print_demo_login(server.local_addr(), secret),
-        None => eprintln!("users: {}", users.names().collect::<Vec<_>>().join(", ")),
+        None => log!("users: {}", users.names().collect::<Vec<_>>().join(", ")),
     }
 
     let shared = Arc::new(Shared {
@@ -179,11 +174,7 @@ fn main() -> ExitCode {
         idle_timeout,
         digests: DigestCache::default(),
     });
-    if let Err(e) = server.serve(move |conn| serve_client(conn, &shared)) {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    server.serve(move |conn| serve_client(conn, &shared))
 }
 
 /// Creates the root folder if needed and removes uploads that an earlier run
@@ -237,13 +228,8 @@ fn demo_users() -> io::Result<(Users, String)> {
 fn print_demo_login(local: SocketAddr, secret: &str) {
     // A server bound to 0.0.0.0 or [::] is reached through a real address;
     // on this machine, loopback of the same family is the one that works.
-    let ip = match local.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    let addr = SocketAddr::new(ip, local.port());
-    eprintln!(
+    let addr = reachable(local);
+    log!(
         "no --users file: user 'learner' has the secret {secret} (a new one at every start)\n\
          try it from another terminal:\n  \
          NETLESSONS_SECRET={secret} cargo run --example 03_file_client -- --addr {addr} --user learner list\n  \
@@ -262,11 +248,11 @@ fn serve_client(mut conn: Connection, shared: &Shared) -> io::Result<()> {
         // Either DENIED was sent (unknown user, wrong secret, malformed
         // line: the handshake does not tell us which, on purpose) or the
         // client left without answering.
-        log(&conn, "-", "no login: denied, or left without answering");
+        activity(&conn, "-", "no login: denied, or left without answering");
         return Ok(()); // dropping `conn` closes the connection
     };
     conn.set_idle_timeout(shared.idle_timeout)?;
-    log(&conn, &user, "logged in");
+    activity(&conn, &user, "logged in");
 
     // Step 2: one command line at a time, each answered before the next is read.
     loop {
@@ -427,7 +413,7 @@ fn list(conn: &mut Connection, shared: &Shared, user: &str) -> io::Result<()> {
     for line in &lines {
         conn.send_line(line)?;
     }
-    log(conn, user, &format!("listed {} file(s)", lines.len()));
+    activity(conn, user, &format!("listed {} file(s)", lines.len()));
     Ok(())
 }
 
@@ -460,7 +446,7 @@ fn get(conn: &mut Connection, shared: &Shared, user: &str, name: &str) -> io::Re
             e
         }
     })?;
-    log(conn, user, &format!("sent {name} ({size} bytes)"));
+    activity(conn, user, &format!("sent {name} ({size} bytes)"));
     Ok(())
 }
 
@@ -506,7 +492,7 @@ fn put(
         // `temp` is dropped here, which deletes it: the wrong bytes are never
         // visible, and an older file of the same name is untouched.
         drop(temp);
-        log(conn, user, &format!("refused {name}: digest mismatch"));
+        activity(conn, user, &format!("refused {name}: digest mismatch"));
         return conn.send_line("ERR digest mismatch");
     }
 
@@ -519,7 +505,7 @@ fn put(
     shared.digests.remember(name, &stored.metadata()?, digest);
 
     conn.send_line(format!("OK {size} {}", to_hex(&digest)))?;
-    log(conn, user, &format!("stored {name} ({size} bytes)"));
+    activity(conn, user, &format!("stored {name} ({size} bytes)"));
     Ok(())
 }
 
@@ -550,7 +536,7 @@ fn delete(conn: &mut Connection, shared: &Shared, user: &str, name: &str) -> io:
     }
     sync_dir(&shared.root)?;
     shared.digests.forget(name);
-    log(conn, user, &format!("deleted {name}"));
+    activity(conn, user, &format!("deleted {name}"));
     conn.send_line("OK")
 }
 
@@ -701,6 +687,6 @@ fn hash_file(mut file: &File, len: u64) -> io::Result<[u8; 32]> {
 }
 
 /// One line of activity on stderr: who did what.
-fn log(conn: &Connection, user: &str, what: &str) {
-    let _ = writeln!(io::stderr().lock(), "{} {user} {what}", conn.peer_addr());
+fn activity(conn: &Connection, user: &str, what: &str) {
+    log!("{} {user} {what}", conn.peer_addr());
 }

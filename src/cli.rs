@@ -347,7 +347,7 @@ impl Command {
 /// usage line, where to read more) and exits 2, the usual status for a
 /// command used wrongly.
 fn usage_error_exit(message: &str, usage_line: &str) -> ! {
-    eprint!("error: {message}\n\n{usage_line}\nFor more information, try '--help'.\n");
+    crate::log!("error: {message}\n\n{usage_line}\nFor more information, try '--help'.");
     std::process::exit(2);
 }
 
@@ -463,6 +463,34 @@ impl Matches {
         config.trace = self.flag("--trace");
         config.busy_reply = busy_reply.map(<[u8]>::to_vec);
         config
+    }
+}
+
+/// What every example's `main` returns: `run`'s own exit status, or, when
+/// `run` failed, `error: …` on stderr and status 1. So one place prints the
+/// error and picks the code, however deep the failure happened:
+///
+/// ```no_run
+/// use std::io;
+/// use std::process::ExitCode;
+///
+/// fn main() -> ExitCode {
+///     netlessons::cli::exit_status(run())
+/// }
+///
+/// fn run() -> io::Result<()> {
+///     Err(io::Error::other("could not bind 127.0.0.1:7001"))
+/// }
+/// ```
+pub fn exit_status<T: std::process::Termination>(
+    result: std::io::Result<T>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(done) => done.report(),
+        Err(e) => {
+            crate::log!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

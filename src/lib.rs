@@ -27,12 +27,14 @@
 //! * [`durable`]: write to a temporary file, sync, rename, sync the folder: a file whole or not at all.
 //! * [`auth`]: the HMAC challenge-response handshake (both sides) and the users file.
 //! * [`sha256`]: SHA-256, HMAC-SHA256 and a constant-time comparison (std has none).
+//! * [`random`]: a seeded generator for test data and load (never for secrets).
 //! * [`subnet`]: CIDR blocks and the [`Allowlist`](subnet::Allowlist) of who may connect.
 //! * [`cli`]: the small flag parser the examples share.
 //! * [`trace`]: `--trace`, printing every message that crosses the wire.
 //! * [`tutorial`]: the course chapters, as documentation.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(clippy::too_many_lines)]
 
 pub mod auth;
 pub mod cli;
@@ -40,6 +42,7 @@ pub mod connection;
 pub mod durable;
 pub mod framing;
 pub mod limits;
+pub mod random;
 pub mod server;
 pub mod sha256;
 pub mod subnet;

@@ -193,7 +193,7 @@ impl Server {
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
             shared: Arc::clone(&self.shared),
-            wake_addr: wake_address(self.local_addr),
+            wake_addr: reachable(self.local_addr),
         }
     }
 
@@ -217,7 +217,7 @@ impl Server {
                     }
                     // Usually "too many open files". Retrying at once would
                     // spin at 100% CPU; a short pause lets connections close.
-                    log(format_args!("accept failed: {e}; retrying shortly"));
+                    crate::log!("accept failed: {e}; retrying shortly");
                     thread::sleep(Duration::from_millis(100));
                     continue;
                 }
@@ -240,10 +240,10 @@ impl Server {
         if !self.config.allow.contains(peer.ip()) {
             // Dropping the stream closes it: the peer sees end-of-stream
             // without a byte. Not counted against max_conns.
-            log(format_args!(
+            crate::log!(
                 "{peer} refused: not in the allowlist ({})",
                 self.config.allow
-            ));
+            );
             return;
         }
         let shared_stream = SharedStream::new(stream);
@@ -259,7 +259,7 @@ impl Server {
                 .is_some_and(|max| live.conns.len() >= max);
             if full || !budget.try_take(cost) {
                 drop(live);
-                log(format_args!("{peer} refused: server full"));
+                crate::log!("{peer} refused: server full");
                 refuse(shared_stream.socket(), self.config.busy_reply.as_deref());
                 return;
             }
@@ -290,16 +290,14 @@ impl Server {
                         handler(conn)
                     });
                 if let Err(e) = result {
-                    log(format_args!("{peer} {e}"));
+                    crate::log!("{peer} {e}");
                 }
             });
         if let Err(e) = spawned {
             // Out of threads or memory: this client is dropped (the
             // registration was moved into the failed closure and is dropped
             // with it), everyone else carries on.
-            log(format_args!(
-                "{peer} dropped: could not start a thread: {e}"
-            ));
+            crate::log!("{peer} dropped: could not start a thread: {e}");
         }
     }
 
@@ -337,10 +335,20 @@ impl ShutdownHandle {
     }
 }
 
-/// Where to connect to wake a listener: its own address, except that a
-/// wildcard (`0.0.0.0`, `::`) is not something one can connect to, so we use
-/// loopback of the same family instead.
-fn wake_address(local: SocketAddr) -> SocketAddr {
+/// An address a client on this machine can connect to, for a listener
+/// bound to `local`: its own address, except that a wildcard (`0.0.0.0`,
+/// `::`) is not something one can connect to, so it becomes loopback of the
+/// same family (`127.0.0.1`, `::1`). The runner uses it to wake its own
+/// accept loop; the examples, to print a command that reaches them.
+///
+/// ```
+/// use netlessons::server::reachable;
+///
+/// assert_eq!(reachable("0.0.0.0:25".parse().unwrap()).to_string(), "127.0.0.1:25");
+/// assert_eq!(reachable("[::]:25".parse().unwrap()).to_string(), "[::1]:25");
+/// assert_eq!(reachable("10.0.0.7:25".parse().unwrap()).to_string(), "10.0.0.7:25");
+/// ```
+pub fn reachable(local: SocketAddr) -> SocketAddr {
     let ip = match local.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -356,16 +364,14 @@ fn safe_cap(asked: Option<usize>, cost: ConnectionCost) -> usize {
     static TOLD: AtomicBool = AtomicBool::new(false);
     let (safe, why) = limits::budget().connections(cost);
     if !TOLD.swap(true, Ordering::SeqCst) {
-        log(format_args!(
-            "at most {safe} connections at once (limited by {why})"
-        ));
+        crate::log!("at most {safe} connections at once (limited by {why})");
     }
     match asked {
         Some(n) if n > safe => {
-            log(format_args!(
+            crate::log!(
                 "warning: --max-conns {n} is more than this process can hold safely \
                  ({why}); using {safe}"
-            ));
+            );
             safe
         }
         Some(n) => n,
@@ -381,12 +387,6 @@ fn refuse(socket: &TcpStream, reply: Option<&[u8]>) {
         let _ = (&*socket).write_all(reply);
     }
     let _ = socket.shutdown(Shutdown::Write);
-}
-
-/// A log line on stderr (stdout is kept for the `listening on` line and for
-/// what a program is asked to print).
-fn log(args: std::fmt::Arguments<'_>) {
-    let _ = writeln!(io::stderr().lock(), "{args}");
 }
 
 /// Turns a bind failure into advice.

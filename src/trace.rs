@@ -153,6 +153,27 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
+/// Writes one line on stderr: how every server and client in the crate logs.
+///
+/// Unlike `eprintln!`, this never panics. `eprintln!` panics when stderr
+/// cannot be written (its reader, a pipe into a log collector or `less`,
+/// has gone away), and a server must not die for want of a log line: a lost
+/// line is the lesser harm. The line is written in one call under stderr's
+/// lock, so lines from different connection threads never interleave.
+/// Use it through [`log!`](crate::log).
+pub fn log(args: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "{args}");
+}
+
+/// `log!("{peer} refused: server full")`: [`trace::log`](crate::trace::log)
+/// with `format!` syntax, a line on stderr that cannot panic.
+#[macro_export]
+macro_rules! log {
+    ($($arg:tt)*) => {
+        $crate::trace::log(format_args!($($arg)*))
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,28 +26,11 @@ for line in lines:
 sys.stdout.write("\n".join(out) + "\n")
 "#;
 
-/// A tiny xorshift64 generator: deterministic pseudo-random bytes without a crate, so a
-/// failure can be reproduced exactly.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next_byte(&mut self) -> u8 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 32) as u8
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next_byte()).collect()
-    }
-}
-
 /// SHA-256 and HMAC-SHA256 agree with Python for every message length from 0 to 300
 /// bytes, with keys from 0 to 150 bytes, both one-shot and fed in uneven pieces.
 #[test]
 fn digests_match_python_hashlib_and_hmac() {
-    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    let mut rng = netlessons::random::Rng::new(0x2545_f491_4f6c_dd1d);
     let cases: Vec<(Vec<u8>, Vec<u8>)> = (0..=300)
         .map(|len| {
             let key_len = (len * 37) % 151;

@@ -46,7 +46,7 @@ mod spool;
 
 use netlessons::auth::{self, LoginThrottle, Users, new_secret};
 use netlessons::cli::{Command, Matches};
-use netlessons::server::Server;
+use netlessons::server::{Server, reachable};
 use netlessons::sha256::constant_time_eq;
 use netlessons::subnet::Allowlist;
 use std::collections::BTreeMap;
@@ -199,13 +199,7 @@ fn command() -> Command {
 
 fn main() -> ExitCode {
     let args = command().parse_env();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    netlessons::cli::exit_status(run(&args))
 }
 
 fn run(args: &Matches) -> io::Result<()> {
@@ -406,16 +400,6 @@ fn print_demo_help(users: &Users, domain: &str, smtp: SocketAddr, pop3: SocketAd
         smtp.port()
     ));
     let _ = io::stderr().write_all(text.as_bytes());
-}
-
-/// An address a client on this machine can connect to: a wildcard listener
-/// (`0.0.0.0`) is reached through loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-    } else {
-        addr
-    }
 }
 
 /// Mail queued by an earlier run with `--next-hop` waits until the relay is

@@ -27,7 +27,7 @@ pub fn run(args: &Matches, setup: Setup) -> io::Result<Report> {
     if let Some(limit) = proc::open_file_limit()
         && limit < conns as u64 + 32
     {
-        eprintln!(
+        netlessons::log!(
             "warning: this process may open only {limit} files, fewer than {conns} connections \
              need; raise it with `ulimit -n 20000` (here and in the server's shell)"
         );

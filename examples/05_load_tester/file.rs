@@ -225,18 +225,10 @@ fn file_put(
     Ok(data.len() as u64)
 }
 
-/// `size` bytes that do not compress or repeat (xorshift), for uploads.
+/// `size` bytes that do not compress or repeat, for uploads: the library's
+/// seeded generator, so every run uploads the same bytes.
 fn generated_data(size: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut data = Vec::with_capacity(size + 8);
-    while data.len() < size {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        data.extend_from_slice(&state.to_le_bytes());
-    }
-    data.truncate(size);
-    data
+    netlessons::random::Rng::new(0x9e37_79b9_7f4a_7c15).bytes(size)
 }
 
 /// Hashes `--file` once, reading it in 1 MiB pieces on this one thread, the

@@ -32,7 +32,7 @@ pub struct Memory {
 pub fn server_memory(args: &Matches) -> Option<Memory> {
     let pid: u32 = args.parse_value("--server-pid")?;
     if let Err(e) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        eprintln!("warning: cannot read /proc/{pid}/status ({e}); memory not reported");
+        netlessons::log!("warning: cannot read /proc/{pid}/status ({e}); memory not reported");
         return None;
     }
     let mut total = Memory {

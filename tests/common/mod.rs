@@ -652,43 +652,18 @@ pub fn file_login_lines(sn: &str, user: &str, secret: &str) -> io::Result<FileLo
     })
 }
 
-/// A small seeded pseudo-random generator (xorshift64*), so tests can make
-/// varied data without crates, and print the seed to reproduce a failure.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+/// The seeded generator tests make their data with (the library's), so a
+/// failure prints its seed and can be repeated.
+pub use netlessons::random::Rng;
 
-impl Rng {
-    /// A generator from `seed` (0 is replaced, xorshift needs a non-zero state).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    /// A seed from the clock, printed so a failing run can be repeated.
-    pub fn from_time(test: &str) -> Rng {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-        say(&format!("{test}: seed {seed}"));
-        Rng::new(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// `len` random bytes.
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next_u64() as u8).collect()
-    }
+/// A generator seeded from the clock, the seed printed so a failing run can
+/// be repeated with `Rng::new(seed)`.
+pub fn rng_from_time(test: &str) -> Rng {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    say(&format!("{test}: seed {seed}"));
+    Rng::new(seed)
 }
 
 /// A fresh, empty folder for one test under the target directory, removed first if left over.
