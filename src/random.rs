@@ -28,6 +28,17 @@ impl Rng {
         Rng(seed.max(1))
     }
 
+    /// A generator seeded from the clock, its seed printed on stderr as
+    /// `LABEL: seed N`, so that a failing run can be repeated with
+    /// [`Rng::new`]`(N)`.
+    pub fn from_time(label: &str) -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        crate::log!("{label}: seed {seed}");
+        Rng::new(seed)
+    }
+
     /// The next 64 pseudo-random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;

@@ -260,7 +260,7 @@ fn client(addr: SocketAddr, cwd: &Path, args: &[&str]) -> AssertCommand {
 fn client_example_round_trips() {
     let setup = Setup::new("client-round-trips");
     let server = setup.start(&[]);
-    let mut rng = common::rng_from_time("client_example_round_trips");
+    let mut rng = Rng::from_time("client_example_round_trips");
     for size in [0, 1, 64 * 1024 + 1, 20 * 1024 * 1024] {
         let data = rng.bytes(size);
         let name = format!("file-{size}.bin");
@@ -290,7 +290,7 @@ fn raw_protocol_round_trips() {
     let setup = Setup::new("raw-round-trips");
     let server = setup.start(&[]);
     let mut raw = Raw::login(server.addr(), "learner", SECRET);
-    let mut rng = common::rng_from_time("raw_protocol_round_trips");
+    let mut rng = Rng::from_time("raw_protocol_round_trips");
     for size in [0, 1, 64 * 1024 + 1, 20 * 1024 * 1024] {
         let mut data = rng.bytes(size);
         // Line endings and NULs inside a body are just bytes.

@@ -654,17 +654,8 @@ pub fn file_login_lines(sn: &str, user: &str, secret: &str) -> io::Result<FileLo
 
 /// The seeded generator tests make their data with (the library's), so a
 /// failure prints its seed and can be repeated.
+#[allow(unused_imports, reason = "not every test file makes random data")]
 pub use netlessons::random::Rng;
-
-/// A generator seeded from the clock, the seed printed so a failing run can
-/// be repeated with `Rng::new(seed)`.
-pub fn rng_from_time(test: &str) -> Rng {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    say(&format!("{test}: seed {seed}"));
-    Rng::new(seed)
-}
 
 /// A fresh, empty folder for one test under the target directory, removed first if left over.
 pub fn temp_dir(name: &str) -> PathBuf {
