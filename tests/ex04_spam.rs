@@ -501,7 +501,7 @@ fn spam_rules_file_rule_fires() {
 }
 
 /// A bad line in the rules file stops the relay at start: exit 1 and
-/// `error: FILE:N: reason` with the line's number.
+/// `error: FILE:N: reason` with the line's number, before it writes anything.
 #[test]
 fn bad_rules_line_stops_start() {
     if !reference_only(RELAY, "bad_rules_line_stops_start") {
@@ -520,6 +520,10 @@ fn bad_rules_line_stops_start() {
         .code(1)
         .stdout(predicate::str::contains("listening").not())
         .stderr(predicate::str::contains(expected).and(predicate::str::contains("not a score")));
+    assert!(
+        !dir.join("spool").exists(),
+        "the relay wrote to its spool before it checked its rules"
+    );
 }
 
 /// POP3 serves the inbox only: poplib lists the clean message, never the

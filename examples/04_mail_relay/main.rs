@@ -237,12 +237,15 @@ fn run(args: &Matches) -> io::Result<()> {
     };
     let mailboxes = Arc::new(Mailboxes::from_users(&users).map_err(io::Error::other)?);
 
+    // Rules first, before anything is written: a bad rules file stops the
+    // relay here, with the file's name and line number.
+    let scorer = spam_scorer(args)?;
+
     // The disk side: mailboxes, and (with a next hop) the relay queue.
     let spool = Arc::new(spool::Spool::open(Path::new(
         args.get("--spool").unwrap_or("./mail-spool"),
     ))?);
-    // Loaded before we listen: a bad rules file stops the relay here.
-    let filters = spam_filters(args, spool.root())?;
+    let filters = spam_filters(args, spool.root(), scorer)?;
     let queue = match &next_hop {
         Some(hop) => {
             let backoff = queue::Backoff {
@@ -341,10 +344,10 @@ fn run(args: &Matches) -> io::Result<()> {
     Ok(())
 }
 
-/// The spam filters from the command line (chapter 11). A bad rules file
-/// is an error, and the relay does not start: a filter that silently ran
-/// without the rules its operator wrote would be worse.
-fn spam_filters(args: &Matches, spool: &Path) -> io::Result<smtp::SpamFilters> {
+/// The content filter from the command line (chapter 11). A bad rules
+/// file is an error, and the relay does not start: a filter that silently
+/// ran without the rules its operator wrote would be worse.
+fn spam_scorer(args: &Matches) -> io::Result<score::Scorer> {
     let threshold: score::Score = args.value("--spam-threshold");
     let rules = match args.get("--spam-rules") {
         Some(path) => score::load_rules(Path::new(path)).map_err(io::Error::other)?,
@@ -354,6 +357,16 @@ fn spam_filters(args: &Matches, spool: &Path) -> io::Result<smtp::SpamFilters> {
     if let Some(dir) = args.get("--bayes") {
         scorer = scorer.with_bayes(bayes::Bayes::train_from(Path::new(dir))?);
     }
+    Ok(scorer)
+}
+
+/// The three spam filters: `scorer`, and the greeting wait and greylist
+/// (whose table lives in the spool) from the command line.
+fn spam_filters(
+    args: &Matches,
+    spool: &Path,
+    scorer: score::Scorer,
+) -> io::Result<smtp::SpamFilters> {
     let greylist = match millis_or_seconds(args, "--greylist-ms", "--greylist") {
         Some(delay) => {
             let mut config = greylist::Config::with_delay(delay);
