@@ -555,6 +555,164 @@ fn recipient_limit_is_100() {
     assert_eq!(maildir(&spool, "u100").len(), 0);
 }
 
+/// Python's `smtplib.sendmail` to 121 recipients: the first 100 are
+/// delivered, and its refused dict names the other 21, each with the 452
+/// it got. The 452s do not count towards the error limit that ends a
+/// session (20 errors), which would otherwise cut the session before DATA.
+#[test]
+fn smtplib_to_121_recipients_delivers_the_first_100() {
+    if !have(
+        "python3",
+        "smtplib_to_121_recipients_delivers_the_first_100",
+    ) {
+        return;
+    }
+    let dir = temp_dir("recipients_121");
+    let users: String = (0..121).map(|i| format!("u{i}:pw{i}\n")).collect();
+    fs::write(dir.join("users"), users).unwrap();
+    let spool = dir.join("spool");
+    let server = start(&[
+        "--spool",
+        spool.to_str().unwrap(),
+        "--users",
+        dir.join("users").to_str().unwrap(),
+    ]);
+    let smtp = server.addr_of("smtp");
+    let out = python(
+        r#"
+import smtplib, sys
+rcpts = ["u%d@example.test" % i for i in range(121)]
+with smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=60) as s:
+    refused = s.sendmail("alice@example.test", rcpts, "Subject: many\r\n\r\nhi all\r\n")
+print(len(refused), sorted(set(code for code, _ in refused.values())), min(refused, key=lambda r: int(r[1:].split("@")[0])))
+"#,
+        &[&smtp.ip().to_string(), &smtp.port().to_string()],
+    );
+    assert_eq!(
+        out.trim(),
+        "21 [452] u100@example.test",
+        "smtplib said {out:?}"
+    );
+    for i in 0..100 {
+        assert_eq!(maildir(&spool, &format!("u{i}")).len(), 1, "u{i}'s mailbox");
+    }
+    for i in 100..121 {
+        assert_eq!(maildir(&spool, &format!("u{i}")).len(), 0, "u{i}'s mailbox");
+    }
+}
+
+/// A lone CR or a NUL anywhere in the text (`\r.\r\n`, which a next hop
+/// taking CR as a line end would read as the end of the message, or
+/// `a\0b`) gets `550 5.6.0` after the dot and nothing is stored; the
+/// session goes on, and a clean message is delivered.
+#[test]
+fn bare_cr_or_nul_gets_550_and_nothing_is_stored() {
+    let r = relay("bare_cr_nul", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    for data in [
+        &b"Subject: cr\r\n\r\nfirst\r.\rMAIL FROM:<boss@example.test>\r\n"[..],
+        b"Subject: cr at the end\r\n\r\nlast\r\r\n",
+        b"Subject: nul\r\n\r\na\0b\r\n",
+    ] {
+        let reply = transaction(&mut wire, "alice@example.test", &["bob@example.test"], data);
+        assert!(
+            reply.starts_with("550 5.6.0"),
+            "{:?}: expected 550 5.6.0, got {reply:?}",
+            text(data)
+        );
+    }
+    assert_eq!(
+        maildir(&r.spool, "bob").len(),
+        0,
+        "a message with a bare CR or NUL was stored"
+    );
+    let reply = transaction(
+        &mut wire,
+        "alice@example.test",
+        &["bob@example.test"],
+        b"Subject: clean\r\n\r\nfine\r\n",
+    );
+    expect(&reply, "250");
+    let mail = maildir(&r.spool, "bob");
+    assert_eq!(mail.len(), 1);
+    assert!(text(&mail[0]).ends_with("Subject: clean\n\nfine\n"));
+}
+
+/// Only `CRLF . CRLF` ends the text: a `.` line after a bare LF, or ended
+/// by a bare LF (`\n.\n`, `\n.\r\n`, `\r\n.\n`), is text. So the
+/// transaction a client hides behind one (SMTP smuggling) is stored as
+/// part of the one message, never run as a second, and no message from
+/// the smuggled sender appears.
+#[test]
+fn only_crlf_dot_crlf_ends_the_message() {
+    let r = relay("smuggling", &[]);
+    for end in ["\n.\n", "\n.\r\n", "\r\n.\n"] {
+        let mut wire = Wire::smtp(r.smtp());
+        expect(&wire.cmd("EHLO test.client"), "250");
+        let data = format!(
+            "Subject: outer\r\n\r\nhello{end}MAIL FROM:<boss@example.test>\r\n\
+             RCPT TO:<carol@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\npay now\r\n"
+        );
+        let reply = transaction(
+            &mut wire,
+            "alice@example.test",
+            &["bob@example.test"],
+            data.as_bytes(),
+        );
+        expect(&reply, "250");
+        // Nothing was taken as a command: the next reply is to our NOOP.
+        expect(&wire.cmd("NOOP"), "250");
+        expect(&wire.cmd("QUIT"), "221");
+    }
+    assert_eq!(
+        maildir(&r.spool, "carol").len(),
+        0,
+        "a smuggled message was delivered"
+    );
+    let mail = maildir(&r.spool, "bob");
+    assert_eq!(mail.len(), 3);
+    for message in &mail {
+        let message = text(message);
+        assert!(
+            message.contains("hello\n\nMAIL FROM:<boss@example.test>\n")
+                && message.ends_with("Subject: smuggled\n\npay now\n"),
+            "{message:?}"
+        );
+    }
+}
+
+/// Stray or unbalanced angle brackets in an address get 501, in `MAIL`
+/// and in `RCPT`: `postmaster>@remote.test` would otherwise be relayed as
+/// `<postmaster>@remote.test>`.
+#[test]
+fn stray_angle_brackets_get_501() {
+    let r = relay("brackets", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    for bad in [
+        "MAIL FROM:<<alice@example.test>",
+        "MAIL FROM:alice>@example.test",
+    ] {
+        expect(&wire.cmd(bad), "501");
+    }
+    expect(&wire.cmd("MAIL FROM:<alice@example.test>"), "250");
+    for bad in [
+        "RCPT TO:postmaster>@remote.test",
+        "RCPT TO:<postmaster>@remote.test>",
+        "RCPT TO:<<bob@example.test>",
+        "RCPT TO:<bob@example.test",
+        "RCPT TO:bob@example.test>",
+    ] {
+        let reply = wire.cmd(bad);
+        assert!(
+            reply.starts_with("501"),
+            "{bad:?}: expected 501, got {reply:?}"
+        );
+    }
+    expect(&wire.cmd("RCPT TO:<bob@example.test>"), "250");
+}
+
 /// An unknown local user gets 550; a local part that cannot be a mailbox
 /// folder gets 553; `postmaster` always exists; case does not matter.
 #[test]
@@ -707,6 +865,129 @@ fn second_hop(name: &str, addr: &str) -> (Server, PathBuf) {
         2,
     );
     (server, spool)
+}
+
+/// The largest file the relay may write in the full-disk tests (64 KiB).
+const FILE_LIMIT: usize = 64 * 1024;
+
+/// A relay whose every file write stops at [`FILE_LIMIT`] bytes with an
+/// error, as a full disk would (`RLIMIT_FSIZE`, set by Python before it
+/// runs the relay; `SIGXFSZ` ignored, so the write fails instead of
+/// killing the process), relaying to `next_hop`.
+fn relay_with_file_limit(name: &str, next_hop: &str) -> Relay {
+    let dir = temp_dir(name);
+    let spool = dir.join("spool");
+    let users = dir.join("users");
+    fs::write(&users, USERS).unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        "import os, resource, signal, sys\n\
+         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n\
+         limit = int(sys.argv[1])\n\
+         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n\
+         os.execv(sys.argv[2], sys.argv[2:])",
+        &FILE_LIMIT.to_string(),
+    ])
+    .arg(common::example_path(RELAY))
+    .args(["--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0"])
+    .arg("--spool")
+    .arg(&spool)
+    .arg("--users")
+    .arg(&users)
+    .args(["--next-hop", next_hop]);
+    cmd.args(fast_retries());
+    Relay {
+        server: Server::start_command(RELAY, cmd, 2),
+        spool,
+    }
+}
+
+/// A message of about `size` bytes as stored (lines of 100 bytes with `\n`).
+fn message_of(size: usize) -> Vec<u8> {
+    let mut data = b"Subject: big\r\n\r\n".to_vec();
+    let line = [vec![b'y'; 99], b"\r\n".to_vec()].concat();
+    for _ in 0..(size - 14) / 100 {
+        data.extend_from_slice(&line);
+    }
+    data
+}
+
+/// The files under the spool (not counting folders).
+fn spool_files(spool: &Path) -> Vec<String> {
+    let mut files: Vec<String> = all_files(spool)
+        .iter()
+        .map(|p| {
+            p.strip_prefix(spool)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A write that fails for want of space (a file limit here) answers `451`,
+/// leaves no partial file behind (in `.incoming/`, a mailbox's `tmp/` or
+/// the queue's), and the next message is delivered. Also: a message for a
+/// local and a relayed recipient whose local copy fits but whose queue
+/// file does not is delivered to nobody (every copy, or none), so the
+/// client's retry brings no duplicate. (Reference only: it wraps the
+/// relay's program in a file limit.)
+#[test]
+fn full_disk_gets_451_and_leaves_nothing_behind() {
+    if !reference_only(RELAY, "full_disk_gets_451_and_leaves_nothing_behind")
+        || !have("python3", "full_disk_gets_451_and_leaves_nothing_behind")
+    {
+        return;
+    }
+    // A next hop that is never there: relayed mail stays queued.
+    let hop = format!("127.0.0.1:{}", free_port());
+    let r = relay_with_file_limit("full_disk", &hop);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    // Far too big for the limit: the text itself cannot be kept.
+    let reply = transaction(
+        &mut wire,
+        "alice@example.test",
+        &["bob@example.test"],
+        &message_of(2 * FILE_LIMIT),
+    );
+    expect(&reply, "451");
+    assert_eq!(spool_files(&r.spool), Vec::<String>::new(), "left behind");
+    // Bob's copy (65,114 bytes of text, a short Return-Path and our
+    // Received: header) fits; the queue file, whose envelope names twenty
+    // remote recipients (660 bytes), does not.
+    let remote: Vec<String> = (0..20).map(|i| format!("someone{i}@remote.test")).collect();
+    let mut to = vec!["bob@example.test"];
+    to.extend(remote.iter().map(String::as_str));
+    let reply = transaction(
+        &mut wire,
+        "alice@example.test",
+        &to,
+        &message_of(FILE_LIMIT - 420),
+    );
+    expect(&reply, "451");
+    assert_eq!(
+        spool_files(&r.spool),
+        Vec::<String>::new(),
+        "a copy was delivered although the message got 451"
+    );
+    // Nothing stuck: a small message for both goes through.
+    let reply = transaction(
+        &mut wire,
+        "alice@example.test",
+        &to,
+        b"Subject: small\r\n\r\nok\r\n",
+    );
+    expect(&reply, "250");
+    let files = spool_files(&r.spool);
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files[0].starts_with(".queue/active/") && files[1].starts_with("bob/new/"),
+        "{files:?}"
+    );
 }
 
 /// A chain of two relays: mail for `remote.test` sent to the first reaches

@@ -59,6 +59,14 @@ pub fn split_path<'a>(args: &'a str, prefix: &str) -> Result<(&'a str, Vec<Param
             None => (rest, ""),
         }
     };
+    // An angle bracket inside the path (`<<x@y>`, `postmaster>@remote.test`)
+    // is no address at all. Taken as text, it would go out to the next hop
+    // as `RCPT TO:<postmaster>@remote.test>`, which that server may read as
+    // `<postmaster>` with a parameter: a different recipient from the one
+    // we checked.
+    if path.contains(['<', '>']) {
+        return Err("stray '<' or '>' in the address".to_string());
+    }
     if !params.is_empty() && !params.starts_with(' ') {
         return Err("expected a space between the address and its parameters".to_string());
     }
