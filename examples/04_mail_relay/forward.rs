@@ -18,6 +18,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// to 10 for the reply after the final `.`); we are less patient, since a
 /// failed attempt is simply retried later.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long to wait for the reply to `QUIT`.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest reply line we accept.
 const MAX_REPLY_LINE: usize = 2048;
 
@@ -63,57 +65,77 @@ impl Reply {
 
 /// Tries once to hand `message` to the SMTP server at `next_hop`.
 /// `helo` is our name, for the `EHLO` line.
+///
+/// Returns how it went and, when the session is still open, the
+/// connection: the caller records the outcome first (removes the queue
+/// file, say), and only then says goodbye with [`quit`]. The next hop's
+/// `250` after the final dot is the handover: from then on the message is
+/// its responsibility, whatever happens to the `QUIT`.
 pub fn forward(
     next_hop: &str,
     helo: &str,
     envelope: &Envelope,
     message: &[u8],
     trace: bool,
-) -> Outcome {
-    match attempt(next_hop, helo, envelope, message, trace) {
-        Ok(outcome) => outcome,
-        // No reply, or a broken connection. A message counts as sent only
-        // after the final 250, so this is always "try again". If the line
-        // broke after the next hop stored the message but before its 250
-        // reached us, the recipient gets it twice: mail prefers a duplicate
-        // to a loss (RFC 5321 §6.1).
-        Err(e) => Outcome::Later(e.to_string()),
+) -> (Outcome, Option<Connection>) {
+    // No reply, or a broken connection. A message counts as sent only
+    // after the final 250, so this is always "try again". If the line
+    // broke after the next hop stored the message but before its 250
+    // reached us, the recipient gets it twice: mail prefers a duplicate to
+    // a loss (RFC 5321 §6.1).
+    let mut conn = match connect(next_hop, trace) {
+        Ok(conn) => conn,
+        Err(e) => return (Outcome::Later(e.to_string()), None),
+    };
+    match session(&mut conn, helo, envelope, message) {
+        Ok(outcome) => (outcome, Some(conn)),
+        Err(e) => (Outcome::Later(e.to_string()), None),
     }
 }
 
-fn attempt(
-    next_hop: &str,
+/// The SMTP conversation, up to the reply to the final dot.
+fn session(
+    conn: &mut Connection,
     helo: &str,
     envelope: &Envelope,
     message: &[u8],
-    trace: bool,
 ) -> io::Result<Outcome> {
-    let mut conn = connect(next_hop, trace)?;
     conn.set_line_ending(LineEnding::CrLf);
     conn.set_idle_timeout(Some(REPLY_TIMEOUT))?;
-    let greeting = read_reply(&mut conn)?;
+    let greeting = read_reply(conn)?;
     if greeting.class() != 2 {
         return Ok(refused("greeting", &greeting));
     }
     conn.send_line(format!("EHLO {helo}"))?;
-    let mut ehlo = read_reply(&mut conn)?;
+    let mut ehlo = read_reply(conn)?;
     if ehlo.class() != 2 {
         // An old server that knows only HELO.
         conn.send_line(format!("HELO {helo}"))?;
-        ehlo = read_reply(&mut conn)?;
+        ehlo = read_reply(conn)?;
         if ehlo.class() != 2 {
             return Ok(refused("HELO", &ehlo));
         }
     }
-    // Say so when the message has 8-bit bytes and the next hop allows them.
-    let eight_bit = message.iter().any(|&b| b >= 0x80)
-        && ehlo
+    // A message with 8-bit bytes (UTF-8 text, say) may go only to a server
+    // that offers 8BITMIME (RFC 6152), and we must say BODY=8BITMIME. To
+    // one that does not, a real server converts the message to 7 bits
+    // (quoted-printable, RFC 1652 §6) or returns it; we return it.
+    let eight_bit = message.iter().any(|&b| b >= 0x80);
+    if eight_bit
+        && !ehlo
             .text
             .lines()
-            .any(|l| l.trim().eq_ignore_ascii_case("8BITMIME"));
+            .any(|l| l.trim().eq_ignore_ascii_case("8BITMIME"))
+    {
+        return Ok(Outcome::Never(
+            "the next hop does not accept 8-bit mail (it did not offer 8BITMIME), \
+             and this message has 8-bit bytes"
+                .to_string(),
+        ));
+    }
     let body_param = if eight_bit { " BODY=8BITMIME" } else { "" };
     conn.send_line(format!("MAIL FROM:<{}>{body_param}", envelope.from))?;
-    let reply = read_reply(&mut conn)?;
+    let reply = read_reply(conn)?;
     if reply.class() != 2 {
         return Ok(refused("MAIL", &reply));
     }
@@ -122,7 +144,7 @@ fn attempt(
     let mut deferred = Vec::new();
     for rcpt in &envelope.to {
         conn.send_line(format!("RCPT TO:<{rcpt}>"))?;
-        let reply = read_reply(&mut conn)?;
+        let reply = read_reply(conn)?;
         match reply.class() {
             2 => accepted += 1,
             5 => rejected.push((rcpt.clone(), format!("{} {}", reply.code, reply.text))),
@@ -130,20 +152,18 @@ fn attempt(
         }
     }
     if accepted == 0 {
-        quit(&mut conn);
         return Ok(Outcome::Sent { rejected, deferred });
     }
     conn.send_line("DATA")?;
-    let reply = read_reply(&mut conn)?;
+    let reply = read_reply(conn)?;
     if reply.code != 354 {
         return Ok(refused("DATA", &reply));
     }
-    message::send_stuffed(&mut conn, message::lines(message))?;
-    let reply = read_reply(&mut conn)?;
+    message::send_stuffed(conn, message::lines(message))?;
+    let reply = read_reply(conn)?;
     if reply.class() != 2 {
         return Ok(refused("the message", &reply));
     }
-    quit(&mut conn);
     Ok(Outcome::Sent { rejected, deferred })
 }
 
@@ -166,10 +186,14 @@ fn connect(next_hop: &str, trace: bool) -> io::Result<Connection> {
     Err(last)
 }
 
-/// Says goodbye politely; the message is already safe, so errors do not matter.
-fn quit(conn: &mut Connection) {
-    let _ = conn.send_line("QUIT");
-    let _ = read_reply(conn);
+/// Says goodbye politely, waiting for the reply only briefly: the outcome
+/// is already recorded, so errors and silence do not matter. (Waiting the
+/// full reply timeout here would stall the whole queue behind one slow
+/// server, for nothing.)
+pub fn quit(mut conn: Connection) {
+    if conn.set_idle_timeout(Some(QUIT_TIMEOUT)).is_ok() && conn.send_line("QUIT").is_ok() {
+        let _ = read_reply(&mut conn);
+    }
 }
 
 /// A refusal at `stage`, temporary or permanent by its code.

@@ -26,6 +26,8 @@
 //!   and group commit of the syncs.
 //! * `queue.rs`: the durable relay queue and its retrying forwarder thread.
 //! * `forward.rs`: the SMTP client that hands a message to the next hop.
+//! * `bounce.rs`: the message that tells a sender their mail could not be
+//!   delivered.
 //! * `pop3.rs`: the POP3 conversation: login, list, read, delete.
 //!
 //! Chapter 7 (`docs/07-mail-relay.md`) walks through them; chapter 11
@@ -33,6 +35,7 @@
 
 mod address;
 mod bayes;
+mod bounce;
 mod data;
 mod forward;
 mod greet;
@@ -142,6 +145,12 @@ fn command() -> Command {
     )
     .opt("--max-size", "BYTES", "the largest message accepted", Some("10485760"))
     .opt(
+        "--max-queue-age",
+        "SECS",
+        "give up on relayed mail the next hop still refuses after SECS seconds, and return it to its sender",
+        Some("432000"),
+    )
+    .opt(
         "--greet-wait",
         "SECS",
         "clients outside --relay-allow wait this long for the greeting; \
@@ -183,6 +192,7 @@ fn command() -> Command {
     .hidden_opt("--retry-base-ms", Some("1000"))
     .hidden_opt("--retry-max-ms", Some("300000"))
     .hidden_opt("--auth-delay-ms", Some("500"))
+    .hidden_opt("--max-queue-age-ms", None)
     .hidden_opt("--free-failures", Some("5"))
     // The spam filters in milliseconds, for tests; when given they win over
     // --greet-wait and --greylist. And the greylist's size cap.
@@ -252,13 +262,21 @@ fn run(args: &Matches) -> io::Result<()> {
                 base: Duration::from_millis(args.value("--retry-base-ms")),
                 max: Duration::from_millis(args.value("--retry-max-ms")),
             };
-            Some(Arc::new(queue::Queue::open(
-                Arc::clone(&spool),
-                hop,
-                &domains[0],
+            // The hidden millisecond knob lets a test age a message out quickly.
+            let max_age = match args.get("--max-queue-age-ms") {
+                Some(_) => Duration::from_millis(args.value("--max-queue-age-ms")),
+                None => Duration::from_secs(args.value("--max-queue-age")),
+            };
+            let config = queue::Config {
+                next_hop: hop.clone(),
+                host: domains[0].clone(),
+                domains: domains.clone(),
+                mailboxes: Arc::clone(&mailboxes),
                 backoff,
+                max_age,
                 trace,
-            )?))
+            };
+            Some(Arc::new(queue::Queue::open(Arc::clone(&spool), config)?))
         }
         None => {
             warn_about_stranded_queue(&spool);

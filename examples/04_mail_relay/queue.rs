@@ -27,14 +27,17 @@
 //! the truth: at start the queue is rebuilt from `active/`, so a crash or a
 //! restart loses nothing that was acknowledged.
 
+use crate::Mailboxes;
+use crate::address;
+use crate::bounce::{self, Failure};
 use crate::forward::{self, Envelope, Outcome};
-use crate::spool::{self, Batch, Draft, Spool, annotate};
+use crate::spool::{self, Batch, Draft, Folder, Spool, annotate};
 use std::fs;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How the queue retries.
 #[derive(Debug, Clone, Copy)]
@@ -66,15 +69,33 @@ struct Entry {
     failures: u32,
 }
 
+/// How the queue forwards, and where bounces go.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The SMTP server that takes our mail for other domains.
+    pub next_hop: String,
+    /// Our name, for `EHLO` and in bounces.
+    pub host: String,
+    /// The domains we deliver locally (a bounce to one of them is
+    /// delivered into the sender's mailbox).
+    pub domains: Vec<String>,
+    /// Which local mailboxes exist.
+    pub mailboxes: Arc<Mailboxes>,
+    /// How the queue retries.
+    pub backoff: Backoff,
+    /// Give up on a message still refused for now this long after it was
+    /// queued (`--max-queue-age`).
+    pub max_age: Duration,
+    /// `--trace` the forwarder's SMTP sessions.
+    pub trace: bool,
+}
+
 /// The durable queue and its forwarder.
 #[derive(Debug)]
 pub struct Queue {
     spool: Arc<Spool>,
     dir: PathBuf,
-    next_hop: String,
-    host: String,
-    backoff: Backoff,
-    trace: bool,
+    config: Config,
     pending: Mutex<Vec<Entry>>,
     /// Signalled when a message is queued, to wake the forwarder early.
     wake: Condvar,
@@ -89,13 +110,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Queue {
     /// Opens the queue in `spool`'s `.queue/` folder and loads what is waiting
     /// there from an earlier run (due at once). Call [`Queue::start`] next.
-    pub fn open(
-        spool: Arc<Spool>,
-        next_hop: &str,
-        host: &str,
-        backoff: Backoff,
-        trace: bool,
-    ) -> io::Result<Queue> {
+    pub fn open(spool: Arc<Spool>, config: Config) -> io::Result<Queue> {
         let dir = spool.root().join(".queue");
         for sub in ["tmp", "active", "failed"] {
             fs::create_dir_all(dir.join(sub))
@@ -124,10 +139,7 @@ impl Queue {
         Ok(Queue {
             spool,
             dir,
-            next_hop: next_hop.to_string(),
-            host: host.to_string(),
-            backoff,
-            trace,
+            config,
             pending: Mutex::new(pending),
             wake: Condvar::new(),
         })
@@ -208,7 +220,7 @@ impl Queue {
     }
 
     /// One try for one message. Returns the entry to schedule again, or
-    /// `None` when the message is done with (delivered, or failed for good).
+    /// `None` when the message is done with (delivered, or given up).
     fn attempt(&self, mut entry: Entry) -> Option<Entry> {
         let path = self.dir.join("active").join(&entry.name);
         let name = entry.name.clone();
@@ -221,66 +233,200 @@ impl Queue {
             self.give_up(&name, "the queue file is damaged (no envelope)");
             return None;
         };
-        match forward::forward(&self.next_hop, &self.host, &envelope, message, self.trace) {
+        let config = &self.config;
+        let (outcome, open) = forward::forward(
+            &config.next_hop,
+            &config.host,
+            &envelope,
+            message,
+            config.trace,
+        );
+        // Record the outcome first (the queue file removed and synced), and
+        // only then say QUIT: the next hop's 250 was the handover. Waiting
+        // for the reply to QUIT before removing the file would stall the
+        // whole queue behind a slow server, and a crash in that wait would
+        // send the message again.
+        let next = match outcome {
             Outcome::Sent { rejected, deferred } => {
                 let sent = envelope.to.len() - rejected.len() - deferred.len();
                 if sent > 0 {
                     eprintln!(
                         "queue: {name} delivered to {} for {sent} recipient(s)",
-                        self.next_hop
+                        config.next_hop
                     );
                 }
-                for (rcpt, why) in &rejected {
-                    // A real server now mails a bounce (a delivery status
-                    // notification, RFC 3464) to the sender. We only log it.
-                    eprintln!("queue: {name} refused for good for <{rcpt}>: {why}");
-                }
-                if deferred.is_empty() {
-                    if sent == 0 {
-                        self.give_up(&name, "every recipient was refused");
-                    } else if let Err(e) = fs::remove_file(&path) {
-                        // It will be sent again after a restart: a duplicate, not a loss.
-                        eprintln!("queue: {name}: could not remove the queue file: {e}");
-                    }
-                    return None;
-                }
-                // Keep only the recipients still to do, written as durably as before.
-                let remaining = Envelope {
-                    from: envelope.from.clone(),
-                    to: deferred.iter().map(|(r, _)| r.clone()).collect(),
-                };
-                let file = queue_file(&remaining.from, &remaining.to, message);
-                if let Err(e) = self.spool.write_durably(
-                    &self.dir.join("tmp"),
-                    &self.dir.join("active"),
-                    &name,
-                    &file,
-                ) {
-                    eprintln!("queue: {name}: could not update the queue file: {e}");
-                }
-                let why = deferred
+                let mut failed: Vec<Failure> = rejected
                     .iter()
-                    .map(|(r, why)| format!("<{r}>: {why}"))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                entry.failures += 1;
-                self.retry(entry, &why)
+                    .map(|(rcpt, why)| Failure {
+                        rcpt: rcpt.clone(),
+                        why: why.clone(),
+                    })
+                    .collect();
+                let expired = !deferred.is_empty() && self.too_old(&name);
+                if expired {
+                    failed.extend(deferred.iter().map(|(rcpt, why)| Failure {
+                        rcpt: rcpt.clone(),
+                        why: gave_up(why, config.max_age),
+                    }));
+                }
+                for failure in &failed {
+                    eprintln!(
+                        "queue: {name} refused for good for <{}>: {}",
+                        failure.rcpt, failure.why
+                    );
+                }
+                self.bounce(&name, &envelope.from, &failed, message);
+                if deferred.is_empty() || expired {
+                    if sent == 0 {
+                        self.give_up(&name, "no recipient took it");
+                    } else {
+                        self.remove(&name);
+                    }
+                    None
+                } else {
+                    // Keep only the recipients still to do, written as durably as before.
+                    let file = queue_file(&envelope.from, &deferred_rcpts(&deferred), message);
+                    if let Err(e) = self.spool.write_durably(
+                        &self.dir.join("tmp"),
+                        &self.dir.join("active"),
+                        &name,
+                        &file,
+                    ) {
+                        eprintln!("queue: {name}: could not update the queue file: {e}");
+                    }
+                    let why = deferred
+                        .iter()
+                        .map(|(r, why)| format!("<{r}>: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    entry.failures += 1;
+                    self.retry(entry, &why)
+                }
+            }
+            Outcome::Later(why) if self.too_old(&name) => {
+                let why = gave_up(&why, config.max_age);
+                self.bounce_all(&name, &envelope, &why, message);
+                self.give_up(&name, &why);
+                None
             }
             Outcome::Later(why) => {
                 entry.failures += 1;
                 self.retry(entry, &why)
             }
             Outcome::Never(why) => {
+                self.bounce_all(&name, &envelope, &why, message);
                 self.give_up(&name, &why);
                 None
             }
+        };
+        if let Some(conn) = open {
+            forward::quit(conn);
         }
+        next
+    }
+
+    /// Removes a delivered message's queue file, durably: a crash after
+    /// this must not bring it back to be sent again.
+    fn remove(&self, name: &str) {
+        let active = self.dir.join("active");
+        let removed =
+            fs::remove_file(active.join(name)).and_then(|()| self.spool.sync_dir(&active));
+        if let Err(e) = removed {
+            // It will be sent again after a restart: a duplicate, not a loss.
+            eprintln!("queue: {name}: could not remove the queue file: {e}");
+        }
+    }
+
+    /// Has the message waited longer than `--max-queue-age`? Its age is in
+    /// its name, which starts with the time it was queued (`SECONDS.Mmicros…`,
+    /// see `Spool::unique_name`).
+    fn too_old(&self, name: &str) -> bool {
+        queued_at(name)
+            .and_then(|at| SystemTime::now().duration_since(at).ok())
+            .is_some_and(|age| age >= self.config.max_age)
+    }
+
+    /// Bounces the message for every recipient in `envelope`.
+    fn bounce_all(&self, name: &str, envelope: &Envelope, why: &str, message: &[u8]) {
+        let failed: Vec<Failure> = envelope
+            .to
+            .iter()
+            .map(|rcpt| Failure {
+                rcpt: rcpt.clone(),
+                why: why.to_string(),
+            })
+            .collect();
+        self.bounce(name, &envelope.from, &failed, message);
+    }
+
+    /// Sends `sender` a bounce for `failed` (nothing to do if it is empty):
+    /// into the sender's mailbox for a local sender, through this queue for
+    /// a remote one, nowhere (logged) when the sender was `<>`, since that
+    /// message was itself a bounce.
+    fn bounce(&self, name: &str, sender: &str, failed: &[Failure], message: &[u8]) {
+        if failed.is_empty() {
+            return;
+        }
+        if sender.is_empty() {
+            eprintln!("queue: {name}: not returned (its sender was <>, it was itself a bounce)");
+            return;
+        }
+        let id = self.spool.unique_name();
+        let config = &self.config;
+        let text = bounce::bounce_message(
+            &config.host,
+            &id,
+            sender,
+            failed,
+            message,
+            SystemTime::now(),
+        );
+        let result = match address::parse_address(sender) {
+            Ok(addr) if addr.domain.is_empty() || config.domains.contains(&addr.domain) => {
+                match address::mailbox_name(&addr.local).filter(|m| config.mailboxes.exists(m)) {
+                    Some(mailbox) => self.deliver_bounce(&mailbox, &text),
+                    None => {
+                        eprintln!("queue: {name}: not returned (no local mailbox for <{sender}>)");
+                        return;
+                    }
+                }
+            }
+            Ok(_) => self.queue_bounce(&id, sender, &text),
+            Err(why) => {
+                eprintln!("queue: {name}: not returned (bad sender <{sender}>: {why})");
+                return;
+            }
+        };
+        match result {
+            Ok(()) => eprintln!("queue: {name}: returned to <{sender}> as {id}"),
+            Err(e) => eprintln!("queue: {name}: could not return it to <{sender}>: {e}"),
+        }
+    }
+
+    /// Delivers a bounce into a local mailbox.
+    fn deliver_bounce(&self, mailbox: &str, text: &[u8]) -> io::Result<()> {
+        let mut batch = Batch::new(&self.spool);
+        self.spool
+            .add_to_mailbox(&mut batch, mailbox, Folder::Inbox, |mut file| {
+                file.write_all(b"Return-Path: <>\n")?;
+                file.write_all(text)
+            })?;
+        batch.publish()
+    }
+
+    /// Queues a bounce for a remote sender, from `<>`.
+    fn queue_bounce(&self, id: &str, sender: &str, text: &[u8]) -> io::Result<()> {
+        let file = queue_file("", &[sender.to_string()], text);
+        self.spool
+            .write_durably(&self.dir.join("tmp"), &self.dir.join("active"), id, &file)?;
+        self.schedule(id);
+        Ok(())
     }
 
     /// Logs a temporary failure and schedules the next try.
     fn retry(&self, mut entry: Entry, why: &str) -> Option<Entry> {
         let failures = entry.failures.max(1);
-        let delay = self.backoff.delay(failures);
+        let delay = self.config.backoff.delay(failures);
         eprintln!(
             "queue: {} try {failures} failed ({why}); next try in {:.1} s",
             entry.name,
@@ -302,6 +448,28 @@ impl Queue {
             ),
         }
     }
+}
+
+/// The recipients of `deferred`.
+fn deferred_rcpts(deferred: &[(String, String)]) -> Vec<String> {
+    deferred.iter().map(|(r, _)| r.clone()).collect()
+}
+
+/// The reason given when a message ages out.
+fn gave_up(last: &str, max_age: Duration) -> String {
+    format!(
+        "gave up after {} s in the queue (--max-queue-age); last try: {last}",
+        max_age.as_secs()
+    )
+}
+
+/// When a queue file's message was queued, from its name (`SECONDS.Mmicros…`).
+fn queued_at(name: &str) -> Option<SystemTime> {
+    let (secs, rest) = name.split_once('.')?;
+    let micros = rest.strip_prefix('M')?.get(..6)?;
+    let since =
+        Duration::from_secs(secs.parse().ok()?) + Duration::from_micros(micros.parse().ok()?);
+    UNIX_EPOCH.checked_add(since)
 }
 
 /// The bytes of a queue file: envelope, blank line, message.
