@@ -95,13 +95,86 @@ impl Write for SharedStream {
     }
 }
 
+/// The sending side of a [`Connection`]: the socket, and the **reply clock**.
+///
+/// A write timeout on the socket bounds each system call, not a reply: a
+/// peer that asks for a big reply (a 1 GiB `GET`) and then reads a little
+/// just before every timeout lets each `write` make some progress, so the
+/// timeout starts again and again, and the peer holds the thread for as long
+/// as it likes. So the idle timeout is measured over the whole reply: from
+/// the first write after we last read, to the last one before we read again.
+/// (A real server may also ask for a minimum send rate; nginx's
+/// `send_timeout`, by contrast, is per write, as ours used to be.)
+#[derive(Debug, Clone)]
+struct ReplyWriter {
+    stream: SharedStream,
+    /// The longest a whole reply may take to go out (the idle timeout).
+    limit: Option<Duration>,
+    /// When the reply now going out started.
+    started: Option<Instant>,
+    /// The write timeout set on the socket now, so that we only make the
+    /// system call when it must change.
+    current: Option<Duration>,
+}
+
+impl ReplyWriter {
+    /// Sets the socket's write timeout to what is left of the reply's time,
+    /// or fails if nothing is. The timeout is tightened only in steps of a
+    /// second, so a fast reply costs no system call beyond its writes.
+    fn arm(&mut self) -> io::Result<()> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let started = *self.started.get_or_insert(now);
+        let left = limit.saturating_sub(now.duration_since(started));
+        if left.is_zero() {
+            return Err(self.too_slow());
+        }
+        let stale = match self.current {
+            Some(current) => current < left || current > left + Duration::from_secs(1),
+            None => true,
+        };
+        if stale {
+            self.stream.socket().set_write_timeout(Some(left))?;
+            self.current = Some(left);
+        }
+        Ok(())
+    }
+
+    fn too_slow(&self) -> io::Error {
+        let limit = self.limit.map_or(0, |l| l.as_secs());
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the client stopped reading: a reply was not taken within {limit} s (idle timeout)"
+            ),
+        )
+    }
+}
+
+impl Write for ReplyWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.stream.write(buf).map_err(|e| match e.kind() {
+            // On Unix a timed-out write reports `WouldBlock`, on Windows `TimedOut`.
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => self.too_slow(),
+            _ => e,
+        })
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One side of a TCP conversation: buffered, framed, timed and traced.
 #[derive(Debug)]
 pub struct Connection {
     /// Capacity 0 (no buffer) until a line or body is read: see [`BUFFER_SIZE`].
     reader: BufReader<SharedStream>,
     /// Capacity 0 (no buffer) until something is queued: see [`BUFFER_SIZE`].
-    writer: BufWriter<SharedStream>,
+    /// It writes through the reply clock ([`ReplyWriter`]).
+    writer: BufWriter<ReplyWriter>,
     peer: SocketAddr,
     trace: Trace,
     idle_timeout: Option<Duration>,
@@ -142,7 +215,15 @@ impl Connection {
             // No buffers yet: `buffered_reader` and `buffered_writer` make
             // them when first needed.
             reader: BufReader::with_capacity(0, shared.clone()),
-            writer: BufWriter::with_capacity(0, shared),
+            writer: BufWriter::with_capacity(
+                0,
+                ReplyWriter {
+                    stream: shared,
+                    limit: None,
+                    started: None,
+                    current: None,
+                },
+            ),
             peer,
             trace: Trace::new(peer, trace),
             idle_timeout: None,
@@ -192,10 +273,22 @@ impl Connection {
     }
 
     /// Drops the peer if it completes no message for this long (`None`: never).
-    /// Also bounds how long a write may block on a peer that stopped reading.
+    /// Also bounds how long a whole reply may take to send, so a peer that
+    /// asks for a big reply and stops reading (or reads a trickle) is dropped
+    /// too: the *reply clock*, from the first write after we last read.
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.idle_timeout = timeout;
-        self.socket().set_write_timeout(timeout)
+        self.socket().set_write_timeout(timeout)?;
+        let writer = self.writer.get_mut();
+        writer.limit = timeout;
+        writer.current = timeout;
+        Ok(())
+    }
+
+    /// We are about to wait for the peer: the reply we were sending is done,
+    /// so the next write starts a new reply clock.
+    fn reply_done(&mut self) {
+        self.writer.get_mut().started = None;
     }
 
     /// Drops the peer if a line, once started, takes longer than this to
@@ -223,7 +316,7 @@ impl Connection {
     /// The write buffer, allocated on first use. A writer with capacity 0
     /// passes every write straight through and holds nothing, so swapping in
     /// a real one loses nothing either.
-    fn buffered_writer(&mut self) -> &mut BufWriter<SharedStream> {
+    fn buffered_writer(&mut self) -> &mut BufWriter<ReplyWriter> {
         if self.writer.capacity() == 0 {
             let stream = self.writer.get_ref().clone();
             self.writer = BufWriter::with_capacity(BUFFER_SIZE, stream);
@@ -273,6 +366,7 @@ impl Connection {
         message: Option<&mut Option<Instant>>,
     ) -> io::Result<Option<Vec<u8>>> {
         self.flush()?;
+        self.reply_done();
         // Two clocks run while we wait for a line:
         // * the idle clock, from now: the peer must *complete* a message
         //   within the idle timeout, whether it sends nothing or trickles;
@@ -381,6 +475,7 @@ impl Connection {
             .flatten()
             .min()
             .and_then(|limit| Instant::now().checked_add(limit));
+        self.reply_done();
         self.buffered_reader();
         loop {
             let wait = match deadline {
@@ -439,6 +534,7 @@ impl Connection {
         mut on_chunk: impl FnMut(&[u8]),
     ) -> io::Result<()> {
         self.flush()?;
+        self.reply_done();
         self.buffered_reader();
         let mut waited = Duration::ZERO;
         let mut left = len;
@@ -505,6 +601,7 @@ impl Connection {
     /// framing at all such as echo. `Ok(0)` means the peer closed its side.
     pub fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.flush()?;
+        self.reply_done();
         self.set_read_timeout(self.idle_timeout)?;
         // If the BufReader holds bytes (after a line read), hand those out
         // first; otherwise read straight into `buf`, skipping a copy (and

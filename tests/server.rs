@@ -240,3 +240,74 @@ fn bind_error_explains_address_in_use() {
         "{err}"
     );
 }
+
+/// A client that asks for a big reply and then reads only a trickle (64 KiB
+/// every 250 ms, so that every write the server makes progresses a little)
+/// is dropped once the reply has taken the idle timeout (2 s here), not held
+/// for as long as the trickle lasts: the idle timeout is measured over the
+/// whole reply. Meanwhile a client that asks for small replies stays.
+#[test]
+fn a_reply_must_be_taken_within_the_idle_timeout() {
+    const REPLY: usize = 64 << 20; // far more than the kernel buffers hold
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let mut config = ServerConfig::new("127.0.0.1:0");
+    config.idle_timeout = Some(Duration::from_secs(2));
+    let server = run(config, move |mut conn| {
+        let chunk = vec![b'x'; 64 * 1024];
+        while let Some(line) = conn.read_line(64)? {
+            let started = Instant::now();
+            let result = if line == b"big" {
+                (0..REPLY / chunk.len())
+                    .try_for_each(|_| conn.send_body(&chunk))
+                    .and_then(|()| conn.flush())
+            } else {
+                conn.send_line(line).and_then(|()| conn.flush())
+            };
+            if let Err(e) = result {
+                let _ = tx.lock().unwrap().send((started.elapsed(), e.to_string()));
+                return Err(e);
+            }
+        }
+        Ok(())
+    });
+    let mut small = connect(server.addr);
+    let mut big = connect(server.addr);
+    big.write_all(b"big\n").unwrap();
+    let start = Instant::now();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut taken = 0;
+    let outcome = loop {
+        if let Ok(outcome) = rx.try_recv() {
+            break Some(outcome);
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+        match big.read(&mut buf) {
+            Ok(0) | Err(_) => {}
+            Ok(n) => taken += n,
+        }
+        small.write_all(b"ping\n").unwrap();
+        let mut back = [0u8; 5];
+        small.read_exact(&mut back).unwrap();
+        thread::sleep(Duration::from_millis(250));
+    };
+    let (took, error) = outcome.unwrap_or_else(|| {
+        panic!("the trickling client was still being served after 30 s ({taken} bytes taken)")
+    });
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(20),
+        "dropped after {took:?}"
+    );
+    assert!(error.contains("stopped reading"), "{error}");
+    assert!(taken < REPLY, "the whole reply was taken");
+    // The small client was never affected.
+    small.write_all(b"still here\n").unwrap();
+    let mut back = [0u8; 11];
+    small.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"still here\n");
+    drop((small, big));
+    server.shutdown.shutdown();
+    server.thread.join().unwrap().unwrap();
+}
