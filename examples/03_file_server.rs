@@ -481,12 +481,23 @@ fn put(
     // Receive the body straight into the temporary file, hashing each chunk
     // on its way past. `read_body` stops after exactly `size` bytes: what
     // follows is the client's next command, not part of this file.
+    //
+    // A disk can fill up half-way through. Then the rest of the body is
+    // still on its way, and the client will read our answer only after it
+    // has sent it all; so `DiskSink` notes the failure, throws the rest
+    // away, and the client gets `ERR disk full` with its connection still in
+    // step (its next command is read as a command, not as file bytes).
     let mut hasher = Sha256::new();
-    let mut out = BufWriter::with_capacity(CHUNK, temp.file());
+    let mut sink = DiskSink::new(temp.file());
+    let mut out = BufWriter::with_capacity(CHUNK, &mut sink);
     conn.read_body(size, &mut out, |chunk| hasher.update(chunk))
         .map_err(|e| io::Error::new(e.kind(), format!("upload of {name} abandoned: {e}")))?;
     out.flush()?;
     drop(out);
+    if let Some(e) = sink.failed {
+        // `temp` is dropped on return, which deletes the partial file.
+        return refuse_upload(conn, user, name, e);
+    }
 
     if hasher.finish() != digest {
         // `temp` is dropped here, which deletes it: the wrong bytes are never
@@ -499,7 +510,13 @@ fn put(
     // Durability, in the only order that works (`netlessons::durable`):
     // sync the file, rename it over the name in one atomic step, sync the
     // folder so the rename is on disk too. Only after all three may we say OK.
-    let stored = temp.persist(&target)?;
+    // (A file system that allocates late, such as ext4 or XFS, may report a
+    // full disk only here, when the file is synced.)
+    let stored = match temp.persist(&target) {
+        Ok(stored) => stored,
+        Err(e) if is_disk_full(&e) => return refuse_upload(conn, user, name, e),
+        Err(e) => return Err(e),
+    };
     // We hashed every byte on the way in, so the first GET need not hash
     // again. (The metadata is taken after the rename, which changes ctime.)
     shared.digests.remember(name, &stored.metadata()?, digest);
@@ -507,6 +524,55 @@ fn put(
     conn.send_line(format!("OK {size} {}", to_hex(&digest)))?;
     activity(conn, user, &format!("stored {name} ({size} bytes)"));
     Ok(())
+}
+
+/// Where an upload's bytes go: the temporary file, until a write fails.
+/// After that it keeps accepting (and dropping) bytes, so that the body can
+/// still be read to its end, and remembers the first error.
+struct DiskSink<'a> {
+    file: &'a File,
+    failed: Option<io::Error>,
+}
+
+impl<'a> DiskSink<'a> {
+    fn new(file: &'a File) -> DiskSink<'a> {
+        DiskSink { file, failed: None }
+    }
+}
+
+impl Write for DiskSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.failed.is_none() {
+            match self.file.write_all(buf) {
+                Ok(()) => {}
+                // Only a full disk is survivable here; any other error
+                // (the disk is failing, say) ends the upload as before.
+                Err(e) if is_disk_full(&e) => self.failed = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A write failed for want of room: the disk is full (`ENOSPC`), a quota is
+/// used up (`EDQUOT`), or the file would pass the size this process may
+/// write (`EFBIG`, `ulimit -f`).
+fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
+    )
+}
+
+/// Answers an upload that could not be stored for want of room, and logs it.
+/// The caller drops the temporary file, which deletes it.
+fn refuse_upload(conn: &mut Connection, user: &str, name: &str, e: io::Error) -> io::Result<()> {
+    activity(conn, user, &format!("refused {name}: disk full ({e})"));
+    conn.send_line("ERR disk full")
 }
 
 /// `STAT <name>` → `OK <size> <sha256>` without the body (exercise 2).

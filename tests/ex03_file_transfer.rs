@@ -636,6 +636,48 @@ fn digest_mismatch_stores_nothing() {
     );
 }
 
+/// When the disk fills up half-way through an upload, the client gets
+/// `ERR disk full` once it has sent its body, the partial file is gone, the
+/// server logs it, and the same connection goes on working (a small upload
+/// then succeeds). The full disk is simulated honestly but not exactly: the
+/// server runs under `ulimit -f` (with `SIGXFSZ` ignored, as a shell's `trap`
+/// leaves it for the program it starts), so a write past the limit fails
+/// with `EFBIG` where a full disk gives `ENOSPC`; the server treats both
+/// alike. (Reference only: it runs the server through its own shell.)
+#[test]
+fn a_full_disk_mid_upload_gets_err_disk_full() {
+    if !reference_only(SERVER, "a_full_disk_mid_upload_gets_err_disk_full") {
+        return;
+    }
+    let setup = Setup::new("disk-full");
+    let mut cmd = Command::new("sh");
+    // 400 blocks: 200 KiB in dash (512-byte blocks), 400 KiB in bash.
+    cmd.arg("-c")
+        .arg("trap '' XFSZ && ulimit -f 400 && exec \"$0\" \"$@\"")
+        .arg(common::example_path(SERVER))
+        .args(["--addr", "127.0.0.1:0", "--deny-delay-ms", "20"])
+        .arg("--root")
+        .arg(&setup.root)
+        .arg("--users")
+        .arg(&setup.users);
+    let server = Server::start_command(SERVER, cmd, 1);
+    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(raw.put("big.bin", &big), "ERR disk full");
+    server.expect_stderr("refused big.bin: disk full", Duration::from_secs(10));
+    assert_eq!(
+        setup.root_entries(),
+        Vec::<String>::new(),
+        "a partial file was left"
+    );
+    raw.put_ok("small.txt", b"there was room for this one");
+    assert_eq!(
+        raw.get("small.txt").unwrap(),
+        b"there was room for this one"
+    );
+    assert_eq!(setup.root_entries(), ["small.txt"]);
+}
+
 /// Starts an upload of `total` bytes and sends only `sent` of them.
 fn start_partial_upload(addr: SocketAddr, name: &str, total: usize, sent: usize) -> Raw {
     let data = Rng::new(9).bytes(total);
