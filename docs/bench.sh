@@ -9,10 +9,15 @@
 #   docs/bench.sh                      # everything, 5 repetitions
 #   REPS=3 docs/bench.sh echo c10k     # some workloads only
 #   PER_THREAD=8 docs/bench.sh echo    # the echo client drives 8 connections a thread
+#   REPS=5 docs/bench.sh web           # the web server against nginx and Python
 #
-# Workloads: echo stream c10k hash file mail (default: all of them).
+# Workloads: echo stream c10k hash file mail web (default: all of them).
 # Needs: cargo, gcc, python3, sha256sum. `mail` also needs aiosmtpd
 # (`pip install aiosmtpd`); without it the mail rows show ours alone.
+# `web` also needs nginx (`apt-get install nginx`); without it the nginx
+# column says so. WEB_SECS (default 5) is the length of each small-file run;
+# PY_PROTOCOL=HTTP/1.1 makes Python's server keep connections alive (its
+# default, HTTP/1.0, closes each one after one response).
 #
 # Everything listens on 127.0.0.1 only, lives in a temporary folder, and is
 # stopped when the script ends (also on Ctrl-C).
@@ -21,7 +26,9 @@ cd "$(dirname "$0")/.."
 
 REPS=${REPS:-5}
 PER_THREAD=${PER_THREAD:-1}
-WHAT=${*:-echo stream c10k hash file mail}
+WHAT=${*:-echo stream c10k hash file mail web}
+WEB_SECS=${WEB_SECS:-5}
+PY_PROTOCOL=${PY_PROTOCOL:-HTTP/1.0}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN="$TARGET/release/examples"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/netlessons-bench.XXXXXX")
@@ -368,6 +375,110 @@ EOF
       row "| mail smtp_bench $load, msgs/s | $o | aiosmtpd not installed | |"
     fi
   done
+fi
+
+# ---------------------------------------------------------------- web
+if [[ " $WHAT " == *" web "* ]]; then
+  say "== web: a 1 KiB file at 32 keep-alive connections, and a 1 GiB download"
+  say "   06_web_server --quiet, nginx, python3 -m http.server ($PY_PROTOCOL); $REPS repetitions, order rotated"
+  WEBROOT="$WORK/webroot"
+  mkdir -p "$WEBROOT"
+  head -c 1024 /dev/urandom >"$WEBROOT/1k.bin"
+  truncate -s 1G "$WEBROOT/big.bin" # sparse: no disk needed, read as zeros
+  # nginx started as root serves from workers running as `nobody`: they must
+  # be able to read the files (mktemp made $WORK private).
+  chmod a+rx "$WORK" "$WEBROOT"
+  chmod a+r "$WEBROOT"/*
+
+  WEB_WHO=(ours)
+  if command -v nginx >/dev/null; then
+    WEB_WHO+=(nginx)
+  else
+    say "   skipped nginx: it is not installed (apt-get install nginx); its column says so"
+  fi
+  if python3 -c 'import http.server' 2>/dev/null; then
+    WEB_WHO+=(py)
+  else
+    say "   skipped Python's http.server: python3 cannot import it"
+  fi
+
+  # start_web NAME: starts a web server on a free port, sets PORT and PID.
+  start_web() {
+    PORT=$(free_port)
+    case $1 in
+      ours) "$BIN/06_web_server" --addr "127.0.0.1:$PORT" --root "$WEBROOT" --quiet >/dev/null 2>&1 & ;;
+      py) python3 -m http.server --bind 127.0.0.1 --directory "$WEBROOT" --protocol "$PY_PROTOCOL" "$PORT" >/dev/null 2>&1 & ;;
+      nginx)
+        # The configuration the comparison needs and nothing else: in the
+        # foreground, one worker per core, no access log (like our --quiet),
+        # sendfile; every path it writes is under $WORK.
+        mkdir -p "$WORK/nginx"
+        cat >"$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events {}
+http {
+    access_log off;
+    sendfile on;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    server {
+        listen 127.0.0.1:$PORT;
+        root $WEBROOT;
+    }
+}
+EOF
+        nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
+        ;;
+    esac
+    PID=$!
+    PIDS+=("$PID")
+    wait_port "$PORT"
+  }
+
+  declare -A WPORTS WPIDS
+  for who in "${WEB_WHO[@]}"; do start_web "$who"; WPORTS[$who]=$PORT; WPIDS[$who]=$PID; done
+  : >"$WORK/web-small"
+  : >"$WORK/web-big"
+  for rep in $(seq "$REPS"); do
+    # Rotate the order, so that no server always runs first (or last).
+    order=("${WEB_WHO[@]}")
+    for _ in $(seq $((rep % ${#order[@]}))); do order=("${order[@]:1}" "${order[0]}"); done
+    for who in "${order[@]}"; do
+      line=$("$BIN/05_load_tester" http --addr "127.0.0.1:${WPORTS[$who]}" --path /1k.bin --conns 32 \
+        --duration "$WEB_SECS" --server-pid "${WPIDS[$who]}") || say "  $who: errors (exit status $?)"
+      say "  $who 1k: $line"
+      cpu=$(field server_cpu_us_per_req "$line")
+      echo "$who $(field req_per_s "$line") ${cpu:-nan} $(field p99_ms "$line") $(field errors "$line")" >>"$WORK/web-small"
+    done
+    for who in "${order[@]}"; do
+      line=$("$BIN/05_load_tester" http --addr "127.0.0.1:${WPORTS[$who]}" --path /big.bin --conns 1 \
+        --rounds 3 --warmup 0 --server-pid "${WPIDS[$who]}") || say "  $who: errors (exit status $?)"
+      say "  $who 1G: $line"
+      echo "$who $(field mb_per_s "$line") $(field server_hwm_mib "$line")" >>"$WORK/web-big"
+    done
+  done
+  # wmed FILE NAME COLUMN: the median, or nothing if NAME was not measured.
+  wmed() { awk -v w="$2" -v c="$3" '$1==w && $c!="" && $c!="nan" {print $c}' "$WORK/$1" | median | grep -v '^nan$' || true; }
+  # versus OURS THEIRS NAME: "1.23x NAME", or why there is no ratio.
+  versus() { if [ -z "$2" ]; then echo "no $3"; else echo "$(ratio "$1" "$2")x $3"; fi; }
+  shown() { if [ -z "$1" ]; then echo "not measured"; else echo "$1"; fi; }
+  o=$(wmed web-small ours 2); n=$(wmed web-small nginx 2); p=$(wmed web-small py 2)
+  row "| web 1 KiB, 32 keep-alive conns, req/s | $o | nginx $(shown "$n"), Python $(shown "$p") | $(versus "$o" "$n" nginx), $(versus "$o" "$p" Python) |"
+  o=$(wmed web-small ours 3); n=$(wmed web-small nginx 3); p=$(wmed web-small py 3)
+  row "| web 1 KiB, server CPU us/request | $o | nginx $(shown "$n"), Python $(shown "$p") | $(versus "$o" "$n" "nginx's"), $(versus "$o" "$p" "Python's") |"
+  o=$(wmed web-small ours 4); n=$(wmed web-small nginx 4); p=$(wmed web-small py 4)
+  row "| web 1 KiB, p99 ms | $o | nginx $(shown "$n"), Python $(shown "$p") | $(versus "$o" "$n" nginx) |"
+  o=$(wmed web-big ours 2); n=$(wmed web-big nginx 2); p=$(wmed web-big py 2)
+  row "| web 1 GiB download, MB/s | $o | nginx $(shown "$n"), Python $(shown "$p") | $(versus "$o" "$n" nginx), $(versus "$o" "$p" Python) |"
+  o=$(wmed web-big ours 3); n=$(wmed web-big nginx 3); p=$(wmed web-big py 3)
+  row "| web 1 GiB download, server VmHWM MiB | $o | nginx $(shown "$n")$([ -n "$n" ] && echo " (all its processes)"), Python $(shown "$p") | |"
+  for who in "${WEB_WHO[@]}"; do stop "${WPIDS[$who]}"; done
 fi
 
 # ---------------------------------------------------------------- table
