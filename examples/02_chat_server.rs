@@ -43,13 +43,14 @@ use netlessons::limits::ConnectionCost;
 use netlessons::log;
 use netlessons::server::{DEFAULT_STACK_SIZE, Server};
 use netlessons::trace::{Direction, Trace};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,10 @@ const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 256 * 1024;
 /// What a client over `--max-conns` is told before it is closed.
 const SERVER_FULL: &[u8] = b"! server full\n";
+/// At most this many batches of join and leave notices a second (see [`Notices`]).
+const NOTICE_BATCHES_PER_SEC: u32 = 10;
+/// The longest a client's first words wait for its join to be announced.
+const JOIN_NOTICE_WAIT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     netlessons::cli::exit_status(run())
@@ -107,7 +112,7 @@ fn run() -> io::Result<()> {
 
     // The one piece of state every connection thread shares. `Arc` lets each
     // thread hold it; the `Mutex` inside lets one thread at a time look or change.
-    let room = Arc::new(Room::default());
+    let room = Room::start()?;
     server.serve(move |conn| serve_client(&room, conn))
 }
 
@@ -233,6 +238,7 @@ fn answer(room: &Room, me: &mut Me, outbox: &Outbox, request: Request<'_>) {
         },
         Request::Who => outbox.send(room.who()),
         Request::Msg { to, text } => {
+            room.after_my_join(me);
             if !room.tell(to, format!("[private] {}: {text}", me.name)) {
                 outbox.send(format!("! no such user {to}"));
             }
@@ -277,11 +283,14 @@ fn linger(conn: &mut Connection) {
 // ---------------------------------------------------------------------------
 
 /// What a client's writer thread is asked to do.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Outgoing {
     /// Send this line. It is an `Arc<str>`: a broadcast line is made once and
     /// shared by every queue it goes into, however many clients there are.
     Line(Arc<str>),
+    /// Send these lines: a batch of joins and leaves (see [`Room::announce`]),
+    /// one place in the queue however many lines it holds.
+    Lines(Arc<[Arc<str>]>),
     /// Send everything queued before this, then close our sending side.
     Close,
 }
@@ -349,12 +358,17 @@ impl Outbox {
 /// That is why callers take a snapshot of the queues under the lock, release
 /// it, and only then call `deliver`.
 fn deliver(to: &[Outbox], line: &Arc<str>) {
+    deliver_item(to, &Outgoing::Line(Arc::clone(line)));
+}
+
+/// [`deliver`] for any item: a line, or a batch of lines.
+fn deliver_item(to: &[Outbox], item: &Outgoing) {
     let mut full: Vec<&Outbox> = Vec::new();
     for outbox in to {
         if outbox.dropped.load(Ordering::SeqCst) {
             continue;
         }
-        match outbox.queue.try_send(Outgoing::Line(Arc::clone(line))) {
+        match outbox.queue.try_send(item.clone()) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => full.push(outbox),
             // Its writer has ended: that client is on its way out already.
@@ -374,7 +388,7 @@ fn deliver(to: &[Outbox], line: &Arc<str>) {
         thread::sleep(FULL_QUEUE_POLL);
         full.retain(|outbox| {
             matches!(
-                outbox.queue.try_send(Outgoing::Line(Arc::clone(line))),
+                outbox.queue.try_send(item.clone()),
                 Err(TrySendError::Full(_))
             )
         });
@@ -456,6 +470,12 @@ fn write_queued(lines: Receiver<Outgoing>, stream: SharedStream, trace: &Trace) 
                     trace.line(Direction::Sent, line.as_bytes());
                     framing::write_line(&mut out, line.as_bytes())?;
                 }
+                Outgoing::Lines(lines) => {
+                    for line in lines.iter() {
+                        trace.line(Direction::Sent, line.as_bytes());
+                        framing::write_line(&mut out, line.as_bytes())?;
+                    }
+                }
                 Outgoing::Close => return out.flush(),
             }
         }
@@ -485,6 +505,39 @@ fn write_queued(lines: Receiver<Outgoing>, stream: SharedStream, trace: &Trace) 
 #[derive(Debug, Default)]
 struct Room {
     clients: Mutex<Clients>,
+    /// Joins and leaves waiting to be announced, and how far announcing got.
+    notices: Mutex<Notices>,
+    /// Signalled when a notice is queued, and when a batch has gone out.
+    notices_changed: Condvar,
+}
+
+/// Joins and leaves not yet announced to the room.
+///
+/// Announcing every join to everyone costs the room one line per member
+/// per join: with n clients arriving, n² lines. When 3,000 clients join at
+/// once that is 4.5 million lines, each a queue entry and a wake-up of a
+/// writer thread: about a minute of server CPU, during which the room (and
+/// any newcomer) waits. So joins and leaves are queued here and announced in
+/// batches by one thread, at most [`NOTICE_BATCHES_PER_SEC`] a second: a
+/// storm of 3,000 joins becomes a few dozen batches, each one entry in each
+/// queue and one write per client. Every line is still said; a quiet room
+/// hears a single join at once.
+#[derive(Debug, Default)]
+struct Notices {
+    pending: Vec<Notice>,
+    /// The number the next notice gets.
+    next_seq: u64,
+    /// Every notice numbered below this has been delivered.
+    delivered: u64,
+}
+
+/// `* NAME joined` or `* NAME left`, and its number. A member hears only
+/// of what happened after it joined (not of its own arrival, nor of joins
+/// before it, which its `/who` shows).
+#[derive(Debug)]
+struct Notice {
+    seq: u64,
+    line: Arc<str>,
 }
 
 /// Who is online, under what name: the state behind the room's lock.
@@ -505,6 +558,8 @@ struct Clients {
 struct Member {
     name: String,
     outbox: Outbox,
+    /// The number of this member's join notice: it hears of later ones.
+    since: u64,
 }
 
 /// A client as its own thread knows it: its number in the room and its name.
@@ -513,6 +568,10 @@ struct Member {
 struct Me {
     id: u64,
     name: String,
+    /// The number of our `* NAME joined` notice until it has gone out. What
+    /// we say to the others waits for it, so nobody hears from us before
+    /// they have heard that we joined.
+    join_notice: Cell<Option<u64>>,
 }
 
 impl Clients {
@@ -563,9 +622,107 @@ impl Room {
         self.clients.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A new room, with its announcer thread running.
+    fn start() -> io::Result<Arc<Room>> {
+        let room = Arc::new(Room::default());
+        let announcer = Arc::clone(&room);
+        thread::Builder::new()
+            .name("announcer".to_string())
+            .stack_size(DEFAULT_STACK_SIZE)
+            .spawn(move || announcer.announce())?;
+        Ok(room)
+    }
+
+    fn notices(&self) -> MutexGuard<'_, Notices> {
+        self.notices.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a join or leave for the announcer; returns its number.
+    fn notify(&self, line: String) -> u64 {
+        let mut notices = self.notices();
+        let seq = notices.next_seq;
+        notices.next_seq += 1;
+        notices.pending.push(Notice {
+            seq,
+            line: line.into(),
+        });
+        self.notices_changed.notify_all();
+        seq
+    }
+
+    /// The announcer thread: takes whatever joins and leaves are waiting and
+    /// delivers them as one batch to everyone in the room, at most
+    /// [`NOTICE_BATCHES_PER_SEC`] times a second. Runs as long as the server.
+    fn announce(&self) {
+        let gap = Duration::from_secs(1) / NOTICE_BATCHES_PER_SEC;
+        let mut last_batch: Option<Instant> = None;
+        loop {
+            let mut notices = self.notices();
+            while notices.pending.is_empty() {
+                notices = self
+                    .notices_changed
+                    .wait(notices)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            // Right after a batch, wait out the gap: what arrives meanwhile
+            // joins this batch. After a quiet spell, go at once.
+            if let Some(since) = last_batch.map(|t| t.elapsed()).filter(|&e| e < gap) {
+                drop(notices);
+                thread::sleep(gap - since);
+                notices = self.notices();
+            }
+            let batch = std::mem::take(&mut notices.pending);
+            let upto = notices.next_seq;
+            drop(notices);
+            last_batch = Some(Instant::now());
+
+            let Some(first) = batch.first().map(|n| n.seq) else {
+                continue;
+            };
+            let members: Vec<(u64, Outbox)> = self
+                .lock()
+                .members
+                .values()
+                .map(|member| (member.since, member.outbox.clone()))
+                .collect();
+            // Members from before the batch get all of it, in one shared
+            // list; a newcomer in the batch gets what came after its join.
+            let (newcomers, others): (Vec<_>, Vec<_>) =
+                members.into_iter().partition(|&(since, _)| since >= first);
+            let others: Vec<Outbox> = others.into_iter().map(|(_, outbox)| outbox).collect();
+            let lines: Arc<[Arc<str>]> = batch.iter().map(|n| Arc::clone(&n.line)).collect();
+            deliver_item(&others, &Outgoing::Lines(lines));
+            for (since, outbox) in newcomers {
+                let theirs: Arc<[Arc<str>]> = batch
+                    .iter()
+                    .filter(|n| n.seq > since)
+                    .map(|n| Arc::clone(&n.line))
+                    .collect();
+                if !theirs.is_empty() {
+                    deliver_item(std::slice::from_ref(&outbox), &Outgoing::Lines(theirs));
+                }
+            }
+            self.notices().delivered = upto;
+            self.notices_changed.notify_all();
+        }
+    }
+
+    /// Waits (briefly) until our own join has been announced, before we say
+    /// anything to the others.
+    fn after_my_join(&self, me: &Me) {
+        let Some(seq) = me.join_notice.get() else {
+            return;
+        };
+        let notices = self.notices();
+        let _ = self
+            .notices_changed
+            .wait_timeout_while(notices, JOIN_NOTICE_WAIT, |n| n.delivered <= seq);
+        me.join_notice.set(None);
+    }
+
     /// Adds a client under a fresh guest name, welcomes it and tells the others.
     fn join(&self, outbox: Outbox) -> Me {
-        let (me, others) = {
+        let me = {
             let mut clients = self.lock();
             let name = clients.new_guest_name();
             let id = clients.next_id;
@@ -580,38 +737,46 @@ impl Room {
             if let Some(topic) = &clients.topic {
                 let _ = outbox.queue.try_send(line(format!("* topic: {topic}")));
             }
-            let others = clients.outboxes_except(id);
+            // The others hear of it from the announcer, with any other
+            // joins. Numbered under the room's lock, so that the number
+            // orders this join with every other join and leave.
+            let seq = self.notify(format!("* {name} joined"));
             clients.members.insert(
                 id,
                 Member {
                     name: name.clone(),
                     outbox,
+                    since: seq,
                 },
             );
-            (Me { id, name }, others)
-        }; // the lock is released here, before anything waits
-        deliver(&others, &format!("* {} joined", me.name).into());
-        me
+            (id, name, seq)
+        }; // the lock is released here
+        let (id, name, seq) = me;
+        Me {
+            id,
+            name,
+            join_notice: Cell::new(Some(seq)),
+        }
     }
 
     /// Removes a client and tells the others.
     fn leave(&self, me: &Me) {
-        let others = {
-            let mut clients = self.lock();
-            clients.members.remove(&me.id);
-            clients.outboxes_except(me.id)
-        };
-        deliver(&others, &format!("* {} left", me.name).into());
+        let mut clients = self.lock();
+        clients.members.remove(&me.id);
+        // After our join's notice, in the announcer's queue, like the join.
+        self.notify(format!("* {} left", me.name));
     }
 
     /// Sends `line` to everyone but `from`.
     fn broadcast(&self, from: &Me, line: String) {
+        self.after_my_join(from);
         let others = self.lock().outboxes_except(from.id);
         deliver(&others, &line.into());
     }
 
     /// Renames `me`, or says why not (the `! …` line to send back).
     fn rename(&self, me: &mut Me, name: &str) -> Result<(), String> {
+        self.after_my_join(me);
         if !is_valid_name(name) {
             return Err(format!(
                 "! invalid name {name}: use 1 to {MAX_NAME} letters, digits, _ or -"
@@ -666,6 +831,7 @@ impl Room {
 
     /// Sets the topic and tells everyone, the setter included.
     fn set_topic(&self, me: &Me, topic: &str) {
+        self.after_my_join(me);
         let everyone = {
             let mut clients = self.lock();
             clients.topic = Some(topic.to_string());
@@ -853,7 +1019,14 @@ mod tests {
             dropped: Arc::default(),
         };
         let name = "GUEST2".to_string();
-        clients.members.insert(7, Member { name, outbox });
+        clients.members.insert(
+            7,
+            Member {
+                name,
+                outbox,
+                since: 0,
+            },
+        );
         assert_eq!(clients.new_guest_name(), "guest3");
         assert!(clients.find("Guest2").is_some());
     }

@@ -190,6 +190,85 @@ fn welcome_and_join_notices() {
     clients[2].expect_who("guest1, guest2, guest3");
 }
 
+/// A storm of 300 joins from six threads at once keeps every announcement:
+/// a member who was there first hears each newcomer join exactly once; every
+/// newcomer hears of those who joined after it, each once, and never of its
+/// own arrival; and the room still carries a message afterwards.
+#[test]
+fn a_join_storm_keeps_every_announcement() {
+    const STORM: usize = 300;
+    const THREADS: usize = 6;
+    let server = Server::start(SERVER, &[]);
+    let addr = server.addr();
+    let mut first = Chatter::join(addr, "guest1");
+    let workers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            thread::spawn(move || {
+                (0..STORM / THREADS)
+                    .map(|_| {
+                        let mut c = Chatter::raw(addr);
+                        let welcome = c.line();
+                        // "* welcome, you are guestN (type /help …)"
+                        c.name = welcome
+                            .strip_prefix("* welcome, you are ")
+                            .and_then(|rest| rest.split(' ').next())
+                            .unwrap_or_else(|| panic!("not a welcome: {welcome:?}"))
+                            .to_string();
+                        c
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut storm: Vec<Chatter> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    let names: std::collections::HashSet<String> = storm.iter().map(|c| c.name.clone()).collect();
+    assert_eq!(names.len(), STORM, "every newcomer has its own name");
+    let mut heard = Vec::new();
+    while heard.len() < STORM {
+        let line = first.line();
+        let name = line
+            .strip_prefix("* ")
+            .and_then(|rest| rest.strip_suffix(" joined"))
+            .unwrap_or_else(|| panic!("guest1 expected join notices, got {line:?}"));
+        heard.push(name.to_string());
+    }
+    let heard_set: std::collections::HashSet<String> = heard.iter().cloned().collect();
+    assert_eq!(heard_set, names, "guest1 heard each join once");
+    first.send("/nick first");
+    first.expect("* you are now first");
+    first.send("storm over");
+    for c in &mut storm {
+        let mut joins_heard = std::collections::HashSet::new();
+        loop {
+            let line = c.line();
+            if line == "first: storm over" {
+                break;
+            }
+            if let Some(name) = line
+                .strip_prefix("* ")
+                .and_then(|r| r.strip_suffix(" joined"))
+            {
+                assert_ne!(name, c.name, "{} was told of its own join", c.name);
+                assert!(
+                    names.contains(name),
+                    "{}: a join of a stranger: {line:?}",
+                    c.name
+                );
+                assert!(
+                    joins_heard.insert(name.to_string()),
+                    "{}: twice: {line:?}",
+                    c.name
+                );
+            } else {
+                assert_eq!(line, "* guest1 is now first", "{}", c.name);
+            }
+        }
+    }
+}
+
 /// A chat line goes to everyone but its sender, as `NAME: text`.
 #[test]
 fn a_message_goes_to_everyone_but_the_sender() {

@@ -417,6 +417,29 @@ fn chat_mode_delivers_every_message_to_every_receiver() {
     assert!(number(&fields, "p50_ms") <= number(&fields, "max_ms"));
 }
 
+/// Chat mode with `--joins`: a storm of 200 joins; every join is announced
+/// to the watcher, a fresh client afterwards gets its welcome and its line
+/// through, and the storm's figures are reported.
+#[test]
+fn chat_mode_measures_a_join_storm() {
+    let server = Server::start("02_chat_server", &[]);
+    let addr = server.addr().to_string();
+    let output = run(&["chat", "--addr", &addr, "--joins", "200"], &[]);
+    assert_clean(&output);
+    let fields = report(&output, "chat-joins");
+    assert_eq!(number(&fields, "errors"), 0.0);
+    assert_eq!(number(&fields, "joined"), 200.0);
+    for key in [
+        "storm_secs",
+        "announced_secs",
+        "fresh_welcome_ms",
+        "fresh_message_ms",
+    ] {
+        assert!(number(&fields, key) > 0.0, "{key} in {fields:?}");
+    }
+    assert!(number(&fields, "storm_secs") <= number(&fields, "announced_secs"));
+}
+
 /// Starts the file server on a fresh folder of its own (under the temp dir
 /// `name`), with one user `bench` whose secret is `secret`, plus `extra`.
 fn start_file_server(name: &str, secret: &str, extra: &[&str]) -> Server {

@@ -1,10 +1,12 @@
 //! `chat`: one sender and N receivers on a chat server; latency is the time
-//! from a message's send to each receipt (fan-out).
+//! from a message's send to each receipt (fan-out). With `--joins N`, a join
+//! storm instead ([`run_joins`]).
 
 use crate::measure::{self, Gate, Report, Tally};
 use crate::{Setup, connect, proc};
 use netlessons::cli::Matches;
 use netlessons::connection::Connection;
+use std::fmt::Write as _;
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
@@ -24,6 +26,9 @@ struct Deliveries {
 
 /// Runs the mode and builds its report line.
 pub fn run(args: &Matches, setup: Setup) -> io::Result<Report> {
+    if let Some(joins) = args.parse_value::<usize>("--joins").filter(|&n| n > 0) {
+        return run_joins(args, setup, joins);
+    }
     let receivers = args.positive("--conns", 8);
     let messages = args.positive("--rounds", 200);
     let size = args.size("--size", 64).min(MAX_CHAT_LINE);
@@ -223,4 +228,143 @@ fn chat_receiver(
         deliveries.changed.notify_all();
     }
     tally
+}
+
+/// `chat --joins N`: a join storm. A watcher joins first; then N clients
+/// join as fast as 8 threads can open them (each waits for its welcome and
+/// then just stays); then a fresh client joins and says one line. Reports
+/// how long the storm took, how long until the watcher had heard of every
+/// join, how long the fresh client waited for its welcome and for its line
+/// to reach the watcher, and (with `--server-pid`) the server's CPU time.
+/// The latency figures are the storm clients' waits for their welcomes.
+///
+/// Announcing each join to everyone costs the server n² lines for n joins;
+/// this is the measurement that shows whether a storm starves the room.
+pub fn run_joins(args: &Matches, setup: Setup, joins: usize) -> io::Result<Report> {
+    let mut watcher = chat_join(setup)?;
+    watcher.send_line("/nick watcher")?;
+    watcher.flush()?;
+    // The watcher reads on its own thread, counting joins and noting when
+    // the probe's line arrives.
+    let (heard_tx, heard) = std::sync::mpsc::channel::<Option<Instant>>();
+    let mut watcher_conn = watcher;
+    let listener = thread::spawn(move || -> io::Result<()> {
+        loop {
+            let line = read_chat_line(&mut watcher_conn)?;
+            if line.ends_with(" joined") {
+                let _ = heard_tx.send(None);
+            } else if line.ends_with(": probe") {
+                let _ = heard_tx.send(Some(Instant::now()));
+                return Ok(());
+            }
+        }
+    });
+    let cpu_before = proc::server_cpu(args);
+    let start = Instant::now();
+    let (mut tally, held) = storm(setup, joins)?;
+    let storm_secs = start.elapsed().as_secs_f64();
+    // Until the watcher has heard of every join that succeeded.
+    let joined = tally.latencies.len();
+    let deadline = Instant::now() + setup.timeout;
+    let mut announced = 0;
+    while announced < joined {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match heard.recv_timeout(left) {
+            Ok(None) => announced += 1,
+            Ok(Some(_)) => {}
+            Err(_) => {
+                tally.fail(format!(
+                    "the watcher heard of only {announced} of {joined} joins"
+                ));
+                break;
+            }
+        }
+    }
+    let announced_secs = start.elapsed().as_secs_f64();
+    let (welcome_ms, message_ms) = probe(setup, &heard, &mut tally)?;
+    let cpu_after = proc::server_cpu(args);
+    drop(held);
+    let _ = listener.join();
+    let mut line = format!(
+        "chat-joins joins={joins} joined={joined} errors={} storm_secs={storm_secs:.3} \
+         announced_secs={announced_secs:.3} fresh_welcome_ms={welcome_ms:.3} \
+         fresh_message_ms={message_ms:.3}",
+        tally.errors
+    );
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        let _ = write!(
+            line,
+            " server_cpu_secs={:.2}",
+            after.saturating_sub(before).as_secs_f64()
+        );
+    }
+    line.push_str(&tally.latency_fields());
+    line.push_str(&proc::memory_fields(args));
+    Ok(tally.into_report(line))
+}
+
+/// The storm itself: `joins` clients joining from 8 threads at once, each
+/// kept open once welcomed. The tally's latencies are the welcome waits.
+fn storm(setup: Setup, joins: usize) -> io::Result<(Tally, Vec<Connection>)> {
+    const THREADS: usize = 8;
+    let per_thread = joins.div_ceil(THREADS);
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let count = per_thread.min(joins.saturating_sub(t * per_thread));
+            thread::spawn(move || {
+                let mut tally = Tally::with_capacity(count);
+                let mut held = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let asked = Instant::now();
+                    match chat_join(setup) {
+                        Ok(conn) => {
+                            tally.record(asked.elapsed(), 0);
+                            held.push(conn);
+                        }
+                        Err(e) => tally.fail(e),
+                    }
+                }
+                (tally, held)
+            })
+        })
+        .collect();
+    let mut tally = Tally::default();
+    let mut held = Vec::with_capacity(joins);
+    for worker in workers {
+        let (part, conns) = worker
+            .join()
+            .map_err(|_| io::Error::other("a storm thread panicked"))?;
+        tally.merge(part);
+        held.extend(conns);
+    }
+    Ok((tally, held))
+}
+
+/// A fresh client after the storm: how long its welcome took, and how long
+/// its one line took to reach the watcher (in ms).
+fn probe(
+    setup: Setup,
+    heard: &std::sync::mpsc::Receiver<Option<Instant>>,
+    tally: &mut Tally,
+) -> io::Result<(f64, f64)> {
+    let asked = Instant::now();
+    let mut fresh = chat_join(setup)?;
+    let welcome_ms = asked.elapsed().as_secs_f64() * 1000.0;
+    let said = Instant::now();
+    fresh.send_line("probe")?;
+    fresh.flush()?;
+    let deadline = Instant::now() + setup.timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match heard.recv_timeout(left) {
+            Ok(Some(at)) => {
+                return Ok((welcome_ms, at.duration_since(said).as_secs_f64() * 1000.0));
+            }
+            Ok(None) => {}
+            Err(_) => {
+                tally.fail("the fresh client's line never reached the watcher");
+                return Ok((welcome_ms, f64::NAN));
+            }
+        }
+    }
 }

@@ -92,6 +92,7 @@ Defaults per mode:
   stream  --addr 127.0.0.1:7001 --size 1G (bytes through one connection)
   c10k    --addr 127.0.0.1:7001 --conns 10000 --threads 8 --hold 5 --size 64
   chat    --addr 127.0.0.1:7002 --conns 8 (receivers) --rounds 200 (messages) --size 64
+          or --joins N: a join storm of N clients (8 threads), then a fresh client's welcome and line
   file    --addr 127.0.0.1:7003 --rounds 3 (transfers) --size 64M (for --put)
   hash    --file PATH (hashes it once with the library's SHA-256; no server)
   http    --addr 127.0.0.1:8080 --path / --conns 32 --rounds 1000 (or --duration SECS) --warmup 10
@@ -174,6 +175,12 @@ fn command() -> Command {
         "T",
         "client threads that open the connections (c10k)",
         Some("8"),
+    )
+    .opt(
+        "--joins",
+        "N",
+        "a join storm instead: N clients join at once, then a fresh one talks (chat)",
+        None,
     )
     .opt(
         "--hold",
