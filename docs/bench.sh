@@ -65,85 +65,11 @@ say "== building (release)"
 cargo build --release --quiet --examples
 
 # The baselines: a minimal C thread-per-connection echo server (the floor the
-# kernel sets) and the course-style Python one. Written out here so that the
-# script needs nothing else; BASELINES=DIR uses the files in DIR instead.
-if [ -n "${BASELINES:-}" ]; then
-  cp "$BASELINES"/c_echo_server.c "$BASELINES"/py_echo_server.py "$BASELINES"/smtp_bench.py "$WORK"/
-else
-cat >"$WORK/c_echo_server.c" <<'EOF'
-/* Reference: a minimal C thread-per-connection echo server (the kernel-bound floor). */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-static void *serve(void *arg) {
-  int fd = (int)(long)arg; char buf[65536]; ssize_t n;
-  int one = 1; setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  while ((n = read(fd, buf, sizeof buf)) > 0) {
-    ssize_t off = 0;
-    while (off < n) { ssize_t w = write(fd, buf + off, n - off); if (w <= 0) goto out; off += w; }
-  }
-out:
-  close(fd); return 0;
-}
-int main(int argc, char **argv) {
-  int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in a = {0}; a.sin_family = AF_INET; a.sin_port = htons(atoi(argv[1]));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(s, (void *)&a, sizeof a) || listen(s, 1024)) return 1;
-  pthread_attr_t at; pthread_attr_init(&at); pthread_attr_setstacksize(&at, 256 * 1024);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  for (;;) { int c = accept(s, 0, 0); if (c < 0) continue; pthread_t t; pthread_create(&t, &at, serve, (void *)(long)c); }
-}
-EOF
-cat >"$WORK/py_echo_server.py" <<'EOF'
-# The course-style Python echo server: socketserver, one thread per connection.
-import socketserver, sys
-
-class Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        while True:
-            data = self.request.recv(65536)
-            if not data:
-                break
-            self.request.sendall(data)
-
-class Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 1024
-
-port = int(sys.argv[1])
-with Server(("127.0.0.1", port), Echo) as s:
-    s.serve_forever()
-EOF
-cat >"$WORK/smtp_bench.py" <<'EOF'
-"""smtplib load against any SMTP server; prints messages/s (figure first)."""
-import smtplib, sys, time, threading
-host, port = sys.argv[1], int(sys.argv[2])
-conns, per = int(sys.argv[3]), int(sys.argv[4])
-rcpt = sys.argv[5] if len(sys.argv) > 5 else "alice@example.test"
-body = "Subject: bench\r\n\r\n" + ("hello world line\r\n" * 64)
-errors = []
-def worker(i):
-    try:
-        with smtplib.SMTP(host, port, timeout=30) as s:
-            for k in range(per):
-                s.sendmail(f"bench{i}@example.test", [rcpt], body)
-    except Exception as e:
-        errors.append(repr(e))
-t = time.time()
-ts = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
-[x.start() for x in ts]; [x.join() for x in ts]
-dt = time.time() - t
-print(f"msgs_per_s={conns*per/dt:.0f} sent={conns*per} errors={len(errors)} secs={dt:.2f} {errors[:1]}")
-EOF
-fi
+# kernel sets), the course-style Python one, and a Python smtplib load. They
+# live in docs/bench/ so that chapter 8 can build and run them by hand too;
+# BASELINES=DIR uses the files in DIR instead.
+cp "${BASELINES:-docs/bench}"/c_echo_server.c "${BASELINES:-docs/bench}"/py_echo_server.py \
+  "${BASELINES:-docs/bench}"/smtp_bench.py "$WORK"/
 gcc -O2 -o "$WORK/c_echo_server" "$WORK/c_echo_server.c" -lpthread
 
 # ---------------------------------------------------------------- helpers
