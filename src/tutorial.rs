@@ -21,6 +21,7 @@ macro_rules! chapter_links {
 [06-who-may-connect]: crate::tutorial::ch06_who_may_connect
 [07-mail-relay]: crate::tutorial::ch07_mail_relay
 [08-measuring]: crate::tutorial::ch08_measuring
+[08-measuring-web]: crate::tutorial::ch08_measuring#the-web-server
 [09-two-computers]: crate::tutorial::ch09_two_computers
 [10-web-server]: crate::tutorial::ch10_web_server
 [11-filtering-spam]: crate::tutorial::ch11_filtering_spam
