@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         Some(path) => match File::create(path) {
             Ok(file) => Box::new(io::BufWriter::new(file)),
             Err(e) => {
-                eprintln!("error: cannot write {path}: {e}");
+                netlessons::log!("error: cannot write {path}: {e}");
                 return ExitCode::FAILURE;
             }
         },
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            netlessons::log!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -186,7 +186,7 @@ fn fetch(url: &str, options: &Options, sink: &mut dyn Write) -> io::Result<()> {
         let head = read_head(&mut conn)?;
         let redirect = matches!(head.status, 301 | 302 | 303 | 307 | 308);
         if let (true, Some(location)) = (redirect, head.header("location")) {
-            eprintln!("* following the redirect to {location}");
+            netlessons::log!("* following the redirect to {location}");
             url = url.follow(location)?;
             continue;
         }
@@ -288,7 +288,7 @@ fn read_head(conn: &mut Connection) -> io::Result<Head> {
     let status = code
         .parse()
         .map_err(|_| malformed("the status is not a number"))?;
-    eprintln!("< {status_line}");
+    netlessons::log!("< {status_line}");
     let mut headers = Vec::new();
     loop {
         let line = next_line(conn)?;
@@ -301,7 +301,7 @@ fn read_head(conn: &mut Connection) -> io::Result<Head> {
         let (name, value) = line
             .split_once(':')
             .ok_or_else(|| malformed(&format!("a header without a colon: {line:?}")))?;
-        eprintln!("< {name}: {}", value.trim());
+        netlessons::log!("< {name}: {}", value.trim());
         headers.push((name.to_string(), value.trim().to_string()));
     }
     Ok(Head {

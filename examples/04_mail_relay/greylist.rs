@@ -243,7 +243,7 @@ impl Greylist {
             Err(e) => return Err(e),
         }
         if damaged > 0 {
-            eprintln!(
+            netlessons::log!(
                 "greylist: skipped {damaged} damaged line(s) in {}",
                 path.display()
             );

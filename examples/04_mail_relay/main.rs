@@ -310,7 +310,7 @@ fn run(args: &Matches) -> io::Result<()> {
         writeln!(out, "listening on {pop3_addr} (pop3)")?;
         out.flush()?;
     }
-    eprintln!(
+    netlessons::log!(
         "mail for {} is stored in {} (one Maildir folder per user)",
         domains.join(", "),
         spool.root().display()
@@ -439,7 +439,7 @@ fn warn_about_stranded_queue(spool: &spool::Spool) {
     let active = spool.root().join(".queue").join("active");
     let waiting = std::fs::read_dir(active).map_or(0, |entries| entries.count());
     if waiting > 0 {
-        eprintln!(
+        netlessons::log!(
             "warning: {waiting} message(s) wait in the relay queue; start with --next-hop to send them"
         );
     }

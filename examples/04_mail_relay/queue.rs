@@ -131,7 +131,7 @@ impl Queue {
             }
         }
         if !pending.is_empty() {
-            eprintln!(
+            netlessons::log!(
                 "queue: {} message(s) waiting from an earlier run",
                 pending.len()
             );
@@ -250,7 +250,7 @@ impl Queue {
             Outcome::Sent { rejected, deferred } => {
                 let sent = envelope.to.len() - rejected.len() - deferred.len();
                 if sent > 0 {
-                    eprintln!(
+                    netlessons::log!(
                         "queue: {name} delivered to {} for {sent} recipient(s)",
                         config.next_hop
                     );
@@ -270,9 +270,10 @@ impl Queue {
                     }));
                 }
                 for failure in &failed {
-                    eprintln!(
+                    netlessons::log!(
                         "queue: {name} refused for good for <{}>: {}",
-                        failure.rcpt, failure.why
+                        failure.rcpt,
+                        failure.why
                     );
                 }
                 self.bounce(&name, &envelope.from, &failed, message);
@@ -292,7 +293,7 @@ impl Queue {
                         &name,
                         &file,
                     ) {
-                        eprintln!("queue: {name}: could not update the queue file: {e}");
+                        netlessons::log!("queue: {name}: could not update the queue file: {e}");
                     }
                     let why = deferred
                         .iter()
@@ -333,7 +334,7 @@ impl Queue {
             fs::remove_file(active.join(name)).and_then(|()| self.spool.sync_dir(&active));
         if let Err(e) = removed {
             // It will be sent again after a restart: a duplicate, not a loss.
-            eprintln!("queue: {name}: could not remove the queue file: {e}");
+            netlessons::log!("queue: {name}: could not remove the queue file: {e}");
         }
     }
 
@@ -368,7 +369,9 @@ impl Queue {
             return;
         }
         if sender.is_empty() {
-            eprintln!("queue: {name}: not returned (its sender was <>, it was itself a bounce)");
+            netlessons::log!(
+                "queue: {name}: not returned (its sender was <>, it was itself a bounce)"
+            );
             return;
         }
         let id = self.spool.unique_name();
@@ -386,20 +389,22 @@ impl Queue {
                 match address::mailbox_name(&addr.local).filter(|m| config.mailboxes.exists(m)) {
                     Some(mailbox) => self.deliver_bounce(&mailbox, &text),
                     None => {
-                        eprintln!("queue: {name}: not returned (no local mailbox for <{sender}>)");
+                        netlessons::log!(
+                            "queue: {name}: not returned (no local mailbox for <{sender}>)"
+                        );
                         return;
                     }
                 }
             }
             Ok(_) => self.queue_bounce(&id, sender, &text),
             Err(why) => {
-                eprintln!("queue: {name}: not returned (bad sender <{sender}>: {why})");
+                netlessons::log!("queue: {name}: not returned (bad sender <{sender}>: {why})");
                 return;
             }
         };
         match result {
-            Ok(()) => eprintln!("queue: {name}: returned to <{sender}> as {id}"),
-            Err(e) => eprintln!("queue: {name}: could not return it to <{sender}>: {e}"),
+            Ok(()) => netlessons::log!("queue: {name}: returned to <{sender}> as {id}"),
+            Err(e) => netlessons::log!("queue: {name}: could not return it to <{sender}>: {e}"),
         }
     }
 
@@ -427,7 +432,7 @@ impl Queue {
     fn retry(&self, mut entry: Entry, why: &str) -> Option<Entry> {
         let failures = entry.failures.max(1);
         let delay = self.config.backoff.delay(failures);
-        eprintln!(
+        netlessons::log!(
             "queue: {} try {failures} failed ({why}); next try in {:.1} s",
             entry.name,
             delay.as_secs_f64()
@@ -442,8 +447,10 @@ impl Queue {
     fn give_up(&self, name: &str, why: &str) {
         let from = self.dir.join("active").join(name);
         match fs::rename(&from, self.dir.join("failed").join(name)) {
-            Ok(()) => eprintln!("queue: {name} failed for good ({why}); kept in .queue/failed/"),
-            Err(e) => eprintln!(
+            Ok(()) => {
+                netlessons::log!("queue: {name} failed for good ({why}); kept in .queue/failed/")
+            }
+            Err(e) => netlessons::log!(
                 "queue: {name} failed for good ({why}); could not move it to failed/: {e}"
             ),
         }

@@ -410,7 +410,7 @@ impl Session<'_> {
         let peer = self.conn.peer_addr();
         match greet::listen(&mut self.conn, wait)? {
             Pregreet::Quiet => {
-                eprintln!(
+                netlessons::log!(
                     "{peer} greet: waited for the greeting ({} ms): passed",
                     wait.as_millis()
                 );
@@ -418,7 +418,7 @@ impl Session<'_> {
                 Ok(true)
             }
             Pregreet::TalkedEarly(bytes) => {
-                eprintln!(
+                netlessons::log!(
                     "{peer} greet: talked before the greeting (sent \"{}\"): refused with 521",
                     netlessons::trace::escape(&bytes[..bytes.len().min(40)])
                 );
@@ -427,7 +427,7 @@ impl Session<'_> {
                 Ok(false)
             }
             Pregreet::HungUp => {
-                eprintln!("{peer} greet: hung up during the greeting wait");
+                netlessons::log!("{peer} greet: hung up during the greeting wait");
                 Ok(false)
             }
         }
@@ -454,7 +454,7 @@ impl Session<'_> {
             Err(e) => {
                 // Without a record of the sighting we cannot keep the
                 // promise a 451 makes ("try again and it will pass").
-                eprintln!("{peer} greylist: could not record {key}: {e}");
+                netlessons::log!("{peer} greylist: could not record {key}: {e}");
                 self.reply("451 4.3.0 Error: greylist unavailable; try again later")?;
                 return Ok(true);
             }
@@ -464,15 +464,15 @@ impl Session<'_> {
             Decision::Early { wait } => ("early retry", wait),
             Decision::Passed { after } => {
                 let ms = after.as_millis();
-                eprintln!("{peer} greylist: {key}: passed, retried after {ms} ms");
+                netlessons::log!("{peer} greylist: {key}: passed, retried after {ms} ms");
                 return Ok(false);
             }
             Decision::Known => {
-                eprintln!("{peer} greylist: {key}: known, passes");
+                netlessons::log!("{peer} greylist: {key}: known, passes");
                 return Ok(false);
             }
         };
-        eprintln!(
+        netlessons::log!(
             "{peer} greylist: {key}: {kind}, 451 for {} ms",
             wait.as_millis()
         );
@@ -548,7 +548,7 @@ impl Session<'_> {
         let incoming = match data::receive(&mut self.conn, &mut draft, limits) {
             Ok(incoming) => incoming,
             Err(Cut::TooSlow(why)) => {
-                eprintln!("{} {why}", self.conn.peer_addr());
+                netlessons::log!("{} {why}", self.conn.peer_addr());
                 let text = format!(
                     "421 4.4.2 {} message arrived too slowly, closing connection",
                     self.service.host
@@ -619,7 +619,7 @@ impl Session<'_> {
                 Ok(())
             })?;
             clean.finish()?;
-            eprintln!(
+            netlessons::log!(
                 "{} score: removed {} X-Spam-* field(s) the client sent",
                 self.conn.peer_addr(),
                 verdict.client_spam_fields
@@ -644,7 +644,7 @@ impl Session<'_> {
         if !transaction.remote.is_empty() {
             destinations.push(format!("relayed for {}", transaction.remote.join(", ")));
         }
-        eprintln!(
+        netlessons::log!(
             "{} score: {}: {}",
             self.conn.peer_addr(),
             verdict.summary(),
@@ -655,7 +655,7 @@ impl Session<'_> {
     /// The message could not be stored. Nothing was promised, so the client
     /// keeps it and tries again later; we log the reason for the operator.
     fn could_not_store(&mut self, e: &io::Error) -> io::Result<()> {
-        eprintln!("{} could not store a message: {e}", self.conn.peer_addr());
+        netlessons::log!("{} could not store a message: {e}", self.conn.peer_addr());
         self.error("451 4.3.0 Error: could not store the message; try again later")
     }
 

@@ -144,7 +144,7 @@ fn main() -> ExitCode {
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    netlessons::log!("error: {message}");
     ExitCode::FAILURE
 }
 
@@ -164,11 +164,13 @@ fn print_welcome(addr: SocketAddr, root: &Path) {
     if root.join("netlessons/tutorial/index.html").is_file() {
         path = "/netlessons/tutorial/"; // the course itself, from `cargo doc`
     }
-    eprintln!("serving the folder {}", root.display());
-    eprintln!("try:  curl -v http://{host}:{}{path}", addr.port());
-    eprintln!("or open http://{host}:{}{path} in a browser", addr.port());
+    netlessons::log!("serving the folder {}", root.display());
+    netlessons::log!("try:  curl -v http://{host}:{}{path}", addr.port());
+    netlessons::log!("or open http://{host}:{}{path} in a browser", addr.port());
     if addr.ip().is_unspecified() {
-        eprintln!("other devices on your network: use this machine's address instead of {host}");
+        netlessons::log!(
+            "other devices on your network: use this machine's address instead of {host}"
+        );
     }
 }
 
