@@ -2230,3 +2230,71 @@ fn exercise_4_mail_loop_is_refused() {
 fn stray_argument_is_refused() {
     common::check_stray_argument(RELAY, "127.0.0.1", Duration::from_secs(30));
 }
+
+/// Exercise 5: a message whose `Message-ID` and envelope match one stored
+/// within the last hour (a relay's retry after a crash between the next
+/// hop's 250 and its queue removal) is answered 250 and not stored again.
+/// Another envelope, another `Message-ID`, or none at all: stored.
+#[test]
+fn exercise_5_duplicate_message_id_is_stored_once() {
+    let r = relay("exercise_5", &[]);
+    let mut wire = Wire::smtp(r.smtp());
+    expect(&wire.cmd("EHLO test.client"), "250");
+    let message = |id: &str| {
+        format!("Subject: once\r\nMessage-ID: {id}\r\n\r\nonly once, please\r\n").into_bytes()
+    };
+    let send = |wire: &mut Wire, to: &[&str], data: &[u8]| {
+        let reply = transaction(wire, "alice@example.test", to, data);
+        expect(&reply, "250");
+    };
+    send(
+        &mut wire,
+        &["bob@example.test"],
+        &message("<m1@laptop.test>"),
+    );
+    // The retry: same Message-ID, same envelope.
+    send(
+        &mut wire,
+        &["bob@example.test"],
+        &message("<m1@laptop.test>"),
+    );
+    assert_eq!(
+        maildir(&r.spool, "bob").len(),
+        1,
+        "the duplicate was stored"
+    );
+    // A folded header line is the same field.
+    send(
+        &mut wire,
+        &["bob@example.test"],
+        b"Message-ID:\r\n <m1@laptop.test>\r\n\r\nagain\r\n",
+    );
+    assert_eq!(
+        maildir(&r.spool, "bob").len(),
+        1,
+        "the folded duplicate was stored"
+    );
+    // Not duplicates: another Message-ID, another envelope, no Message-ID.
+    send(
+        &mut wire,
+        &["bob@example.test"],
+        &message("<m2@laptop.test>"),
+    );
+    send(
+        &mut wire,
+        &["bob@example.test", "carol@example.test"],
+        &message("<m1@laptop.test>"),
+    );
+    send(
+        &mut wire,
+        &["bob@example.test"],
+        b"Subject: no id\r\n\r\nx\r\n",
+    );
+    send(
+        &mut wire,
+        &["bob@example.test"],
+        b"Subject: no id\r\n\r\nx\r\n",
+    );
+    assert_eq!(maildir(&r.spool, "bob").len(), 5);
+    assert_eq!(maildir(&r.spool, "carol").len(), 1);
+}

@@ -26,6 +26,7 @@
 //!   and group commit of the syncs.
 //! * `queue.rs`: the durable relay queue and its retrying forwarder thread.
 //! * `forward.rs`: the SMTP client that hands a message to the next hop.
+//! * `dedup.rs`: dropping a retried copy by its `Message-ID` (an exercise).
 //! * `bounce.rs`: the message that tells a sender their mail could not be
 //!   delivered.
 //! * `pop3.rs`: the POP3 conversation: login, list, read, delete.
@@ -37,6 +38,7 @@ mod address;
 mod bayes;
 mod bounce;
 mod data;
+mod dedup;
 mod forward;
 mod greet;
 mod greylist;
@@ -151,6 +153,13 @@ fn command() -> Command {
         Some("432000"),
     )
     .opt(
+        "--dedup-window",
+        "SECS",
+        "a message with the Message-ID and envelope of one stored in the last SECS seconds \
+         is answered 250 and not stored again (0: off)",
+        Some("3600"),
+    )
+    .opt(
         "--greet-wait",
         "SECS",
         "clients outside --relay-allow wait this long for the greeting; \
@@ -230,6 +239,7 @@ fn run(args: &Matches) -> io::Result<()> {
     let relay_allow: Allowlist = args.value("--relay-allow");
     let max_size: u64 = args.value("--max-size");
     let next_hop = args.get("--next-hop").map(str::to_string);
+    let dedup_window = Duration::from_secs(args.value("--dedup-window"));
     let trace = args.flag("--trace");
 
     // Who has a mailbox: the users file, or two demo users.
@@ -332,6 +342,8 @@ fn run(args: &Matches) -> io::Result<()> {
         max_size,
         idle_timeout: smtp_idle_timeout,
         line_timeout: smtp_line_timeout,
+        recent: (!dedup_window.is_zero()).then(|| dedup::Recent::new(dedup_window)),
+        dedup_window,
         filters,
     });
     let pop3_service = Arc::new(pop3::Pop3Service {

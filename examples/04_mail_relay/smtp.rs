@@ -44,6 +44,7 @@
 use crate::Mailboxes;
 use crate::address::{self, Address, Param};
 use crate::data::{self, Cut, Incoming};
+use crate::dedup::Recent;
 use crate::greet::{self, Pregreet};
 use crate::greylist::{Decision, Greylist};
 use crate::message::{self, Hop};
@@ -89,6 +90,10 @@ pub struct SmtpService {
     pub idle_timeout: Option<Duration>,
     /// The line timeout, also the start of a message's body clock.
     pub line_timeout: Option<Duration>,
+    /// Messages stored lately, to drop a retried copy (`None`: off).
+    pub recent: Option<Recent>,
+    /// How long `recent` remembers (`--dedup-window`).
+    pub dedup_window: Duration,
     /// The spam filters (chapter 11).
     pub filters: SpamFilters,
 }
@@ -579,6 +584,21 @@ impl Session<'_> {
         if draft.received_count() >= message::MAX_HOPS {
             return self.error("554 5.4.6 too many hops: this message is probably in a mail loop");
         }
+        // Seen already? (Exercise 5: a retry of a message we stored.)
+        let dedup = self.dedup_key(&transaction, &draft);
+        if let (Some(recent), Some(key)) = (&self.service.recent, &dedup) {
+            if recent.contains(key) {
+                eprintln!(
+                    "{} duplicate of a message stored within the last {} s (same Message-ID \
+                     and envelope): not stored again",
+                    self.conn.peer_addr(),
+                    self.service.dedup_window.as_secs()
+                );
+                // 250: the sender must stop retrying, since for it the
+                // delivery worked.
+                return self.reply("250 2.0.0 OK: already delivered, not stored again");
+            }
+        }
         // ---- Spam filter 3, after DATA: content scoring. The whole message
         // is in the draft and nothing is promised yet: read it, score it,
         // and write the verdict at the top of every copy (score.rs).
@@ -594,7 +614,12 @@ impl Session<'_> {
         self.log_verdict(&verdict, &transaction, folder);
         let added = verdict.headers();
         match self.store(&transaction, &mut draft, added.as_bytes(), folder) {
-            Ok(id) => self.reply(&format!("250 2.0.0 OK: queued as {id}")),
+            Ok(id) => {
+                if let (Some(recent), Some(key)) = (&self.service.recent, dedup) {
+                    recent.remember(key);
+                }
+                self.reply(&format!("250 2.0.0 OK: queued as {id}"))
+            }
             Err(e) => self.could_not_store(&e),
         }
     }
@@ -650,6 +675,18 @@ impl Session<'_> {
             verdict.summary(),
             destinations.join("; ")
         );
+    }
+
+    /// The key under which exercise 5 remembers this message, if it has
+    /// a `Message-ID`.
+    fn dedup_key(&self, transaction: &Transaction, draft: &Draft) -> Option<[u8; 32]> {
+        let id = draft.message_id()?;
+        let local = transaction
+            .local
+            .iter()
+            .map(|m| format!("{m}@{}", self.service.domains[0]));
+        let rcpts: Vec<String> = local.chain(transaction.remote.iter().cloned()).collect();
+        Some(Recent::key(id, &transaction.from, &rcpts))
     }
 
     /// The message could not be stored. Nothing was promised, so the client

@@ -175,6 +175,8 @@ impl Spool {
             size: 0,
             in_header: true,
             received: 0,
+            message_id: None,
+            in_message_id: false,
         })
     }
 
@@ -340,6 +342,10 @@ pub struct Draft {
     size: u64,
     in_header: bool,
     received: usize,
+    /// The `Message-ID:` field's value, once seen (unfolded, trimmed).
+    message_id: Option<String>,
+    /// The last header line was the `Message-ID:` field (for folding).
+    in_message_id: bool,
 }
 
 impl Draft {
@@ -355,6 +361,7 @@ impl Draft {
             } else if text.len() >= 9 && text[..9].eq_ignore_ascii_case(b"received:") {
                 self.received += 1;
             }
+            self.note_message_id(text);
         }
         self.size += text.len() as u64 + 1;
         let Some(file) = self.file.as_mut() else {
@@ -364,6 +371,33 @@ impl Draft {
             self.error = Some(annotate(e, "could not write", &self.path));
             self.discard();
         }
+    }
+
+    /// Keeps the `Message-ID:` field's value (the first one), following
+    /// its folded continuation lines (which start with a space or a tab).
+    fn note_message_id(&mut self, line: &[u8]) {
+        const FIELD: &[u8] = b"message-id:";
+        let folded = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        let value = if folded && self.in_message_id {
+            line
+        } else {
+            self.in_message_id = self.message_id.is_none()
+                && line.len() >= FIELD.len()
+                && line[..FIELD.len()].eq_ignore_ascii_case(FIELD);
+            if !self.in_message_id {
+                return;
+            }
+            &line[FIELD.len()..]
+        };
+        let id = self.message_id.get_or_insert_with(String::new);
+        if id.len() < 1000 {
+            id.push_str(String::from_utf8_lossy(value).trim());
+        }
+    }
+
+    /// The message's `Message-ID` (as written, `<…>` included), if it has one.
+    pub fn message_id(&self) -> Option<&str> {
+        self.message_id.as_deref().filter(|id| !id.is_empty())
     }
 
     /// Stops storing the text (it will be refused) and gives its disk space back.
