@@ -10,7 +10,8 @@
 //! message has the same one, and the same envelope.
 //!
 //! So we remember, for `--dedup-window` (an hour by default), the
-//! `Message-ID` and envelope of every message we stored. A message that
+//! `Message-ID`, envelope and text (by its SHA-256) of every message we
+//! stored. A message that
 //! matches one is answered `250` (the sender must stop retrying: as far as
 //! it is concerned, delivery worked) and not stored again.
 //!
@@ -20,7 +21,7 @@
 //! two copies arriving at the same moment can both be stored. A message
 //! without a `Message-ID` is never taken for a duplicate.
 
-use netlessons::sha256::sha256;
+use netlessons::sha256::{sha256, to_hex};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -46,14 +47,25 @@ impl Recent {
         }
     }
 
-    /// The key of a message: its `Message-ID` and its envelope (sender and
-    /// every recipient, sorted, so the order of `RCPT`s does not matter).
-    pub fn key(message_id: &str, from: &str, recipients: &[String]) -> [u8; 32] {
+    /// The key of a message: its `Message-ID`, its envelope (sender and
+    /// every recipient, sorted, so the order of `RCPT`s does not matter),
+    /// and the SHA-256 of its text.
+    ///
+    /// Why the text too? A retry is the same bytes again (the sending
+    /// relay re-sends its queue file), so it still matches. But programs
+    /// that send from a template sometimes reuse one `Message-ID` for
+    /// different messages; without the text, the second would be dropped,
+    /// a loss where we only wanted to spare a duplicate.
+    pub fn key(message_id: &str, from: &str, recipients: &[String], text: &[u8; 32]) -> [u8; 32] {
         let mut rcpts: Vec<&str> = recipients.iter().map(String::as_str).collect();
         rcpts.sort_unstable();
         // NUL cannot occur in any of the parts, so the joined text is unambiguous.
-        let text = format!("{message_id}\0{from}\0{}", rcpts.join("\0"));
-        sha256(text.as_bytes())
+        let key = format!(
+            "{message_id}\0{from}\0{}\0{}",
+            rcpts.join("\0"),
+            to_hex(text)
+        );
+        sha256(key.as_bytes())
     }
 
     /// Was a message with this key stored within the window?

@@ -276,13 +276,16 @@ impl Queue {
                         failure.why
                     );
                 }
-                self.bounce(&name, &envelope.from, &failed, message);
+                // The queue file is dealt with first, the bounce sent
+                // after: a crash in between loses a bounce, never sends
+                // the message again.
                 if deferred.is_empty() || expired {
                     if sent == 0 {
                         self.give_up(&name, "no recipient took it");
                     } else {
                         self.remove(&name);
                     }
+                    self.bounce(&name, &envelope.from, &failed, message);
                     None
                 } else {
                     // Keep only the recipients still to do, written as durably as before.
@@ -300,14 +303,15 @@ impl Queue {
                         .map(|(r, why)| format!("<{r}>: {why}"))
                         .collect::<Vec<_>>()
                         .join("; ");
+                    self.bounce(&name, &envelope.from, &failed, message);
                     entry.failures += 1;
                     self.retry(entry, &why)
                 }
             }
             Outcome::Later(why) if self.too_old(&name) => {
                 let why = gave_up(&why, config.max_age);
-                self.bounce_all(&name, &envelope, &why, message);
                 self.give_up(&name, &why);
+                self.bounce_all(&name, &envelope, &why, message);
                 None
             }
             Outcome::Later(why) => {
@@ -315,8 +319,8 @@ impl Queue {
                 self.retry(entry, &why)
             }
             Outcome::Never(why) => {
-                self.bounce_all(&name, &envelope, &why, message);
                 self.give_up(&name, &why);
+                self.bounce_all(&name, &envelope, &why, message);
                 None
             }
         };

@@ -31,7 +31,7 @@
 //! (see `queue.rs`). Mailbox names never start with `.`, so they cannot clash.
 
 use netlessons::durable::{self, TempFile};
-use netlessons::sha256::{sha256, to_hex};
+use netlessons::sha256::{Sha256, sha256, to_hex};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -177,6 +177,8 @@ impl Spool {
             received: 0,
             message_id: None,
             in_message_id: false,
+            hasher: None,
+            digest: None,
         })
     }
 
@@ -346,6 +348,10 @@ pub struct Draft {
     message_id: Option<String>,
     /// The last header line was the `Message-ID:` field (for folding).
     in_message_id: bool,
+    /// The SHA-256 of the stored text, while it is computed (see
+    /// [`Draft::hash_text`]), then its value.
+    hasher: Option<Sha256>,
+    digest: Option<[u8; 32]>,
 }
 
 impl Draft {
@@ -364,6 +370,10 @@ impl Draft {
             self.note_message_id(text);
         }
         self.size += text.len() as u64 + 1;
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(text);
+            hasher.update(b"\n");
+        }
         let Some(file) = self.file.as_mut() else {
             return;
         };
@@ -420,7 +430,20 @@ impl Draft {
             self.discard();
             return Err(annotate(e, "could not write", &self.path));
         }
+        self.digest = self.hasher.take().map(Sha256::finish);
         Ok(())
+    }
+
+    /// Computes the SHA-256 of the text as it arrives, for
+    /// [`Draft::digest`]. Call it before the first line.
+    pub fn hash_text(&mut self) {
+        self.hasher = Some(Sha256::new());
+    }
+
+    /// The SHA-256 of the stored text, once [`Draft::finish`] has run, if
+    /// [`Draft::hash_text`] asked for it.
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        self.digest
     }
 
     /// How many `Received:` headers the message arrived with.
