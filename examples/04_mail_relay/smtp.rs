@@ -591,7 +591,7 @@ impl Session<'_> {
         let dedup = self.dedup_key(&transaction, &draft);
         if let (Some(recent), Some(key)) = (&self.service.recent, &dedup) {
             if recent.contains(key) {
-                eprintln!(
+                netlessons::log!(
                     "{} duplicate of a message stored within the last {} s (same Message-ID \
                      and envelope): not stored again",
                     self.conn.peer_addr(),
