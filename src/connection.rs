@@ -168,6 +168,14 @@ impl Write for ReplyWriter {
 }
 
 /// One side of a TCP conversation: buffered, framed, timed and traced.
+///
+/// Which `send_*` to use when:
+///
+/// | to send | use | goes out | traced as |
+/// |---|---|---|---|
+/// | one protocol line (`OK`, `250 ok`) | [`send_line`](Connection::send_line) | at the next [`flush`](Connection::flush) or read | the line |
+/// | a counted body (a file, a message) | [`send_body`](Connection::send_body) | at the next flush or read | its size |
+/// | a reply already whole in your own buffer (echo) | [`send_now`](Connection::send_now) | at once, no copy | the bytes, escaped |
 #[derive(Debug)]
 pub struct Connection {
     /// Capacity 0 (no buffer) until a line or body is read: see [`BUFFER_SIZE`].
@@ -679,14 +687,8 @@ impl Connection {
         self.buffered_writer().write_all(bytes)
     }
 
-    /// Queues raw stream data, traced as text when it is readable (echo).
-    pub fn send_data(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.trace.data(Direction::Sent, bytes);
-        self.buffered_writer().write_all(bytes)
-    }
-
     /// Sends raw stream data at once, bypassing the write buffer (anything
-    /// already queued goes first), traced like [`send_data`](Connection::send_data).
+    /// already queued goes first), traced as text when it is readable.
     ///
     /// For a reply that is already one piece in our own buffer, as in echo:
     /// copying it into the write buffer only to flush it straight away would
