@@ -32,8 +32,9 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// How long to wait to connect, and for each piece of the response.
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait to connect, and for each piece of the response (the
+/// hidden `--timeout-secs` shortens it for tests).
+const TIMEOUT_SECS: &str = "30";
 /// The longest status or header line we accept.
 const MAX_LINE: usize = 64 * 1024;
 /// The most headers we accept in one response.
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
     )
     .alias("-r", "--range")
     .flag("--trace", "show every line that crosses the wire on stderr")
+    .hidden_opt("--timeout-secs", Some(TIMEOUT_SECS))
     .parse_env();
     let [url] = args.positionals() else {
         args.fail("give exactly one URL, for example http://127.0.0.1:8080/");
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         head: args.flag("--head"),
         range: args.get("--range").map(str::to_string),
         trace: args.flag("--trace"),
+        timeout: Duration::from_secs(args.value::<u64>("--timeout-secs").max(1)),
     };
     let mut sink: Box<dyn Write> = match args.get("--output") {
         Some(path) => match File::create(path) {
@@ -97,6 +100,7 @@ struct Options {
     head: bool,
     range: Option<String>,
     trace: bool,
+    timeout: Duration,
 }
 
 /// An `http://` URL, split into what a request needs.
@@ -181,7 +185,7 @@ impl Url {
 fn fetch(url: &str, options: &Options, sink: &mut dyn Write) -> io::Result<()> {
     let mut url = Url::parse(url)?;
     for _ in 0..=MAX_REDIRECTS {
-        let mut conn = connect(&url, options.trace)?;
+        let mut conn = connect(&url, options)?;
         send_request(&mut conn, &url, options)?;
         let head = read_head(&mut conn)?;
         let redirect = matches!(head.status, 301 | 302 | 303 | 307 | 308);
@@ -207,7 +211,7 @@ fn fetch(url: &str, options: &Options, sink: &mut dyn Write) -> io::Result<()> {
     )))
 }
 
-fn connect(url: &Url, trace: bool) -> io::Result<Connection> {
+fn connect(url: &Url, options: &Options) -> io::Result<Connection> {
     let addrs = url.connect_to.to_socket_addrs().map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -216,10 +220,10 @@ fn connect(url: &Url, trace: bool) -> io::Result<Connection> {
     })?;
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, TIMEOUT) {
+        match TcpStream::connect_timeout(&addr, options.timeout) {
             Ok(stream) => {
-                let mut conn = Connection::new(stream, trace)?;
-                conn.set_idle_timeout(Some(TIMEOUT))?;
+                let mut conn = Connection::new(stream, options.trace)?;
+                conn.set_idle_timeout(Some(options.timeout))?;
                 conn.set_line_ending(LineEnding::CrLf);
                 return Ok(conn);
             }
@@ -276,6 +280,10 @@ fn read_head(conn: &mut Connection) -> io::Result<Head> {
                 "the server closed the connection without an answer",
             )),
             Err(e) if is_too_long(&e) => Err(malformed("a line is too long")),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer from the server in time: {e}"),
+            )),
             Err(e) => Err(e),
         }
     };

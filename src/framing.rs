@@ -761,4 +761,48 @@ mod tests {
         assert!(!is_short_source(&err));
         assert_eq!(err.to_string(), "peer gone");
     }
+
+    /// A chunked body split into one-byte reads decodes exactly, trailers
+    /// and all, and what follows it stays unread.
+    #[test]
+    fn chunked_body_across_partial_reads() {
+        let wire = b"3\r\nabc\r\nA;x=1\r\n0123456789\r\n0\r\nT: 1\r\nU: 2\r\n\r\nNEXT";
+        let mut r = BufReader::new(OneByte(wire));
+        let mut body = Vec::new();
+        assert_eq!(read_chunked(&mut r, &mut body, 100).unwrap(), 13);
+        assert_eq!(body, b"abc0123456789");
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"NEXT");
+    }
+
+    /// Over the limit is a TooLong error before the chunk is read; a
+    /// malformed size, data longer than its size and an early end are
+    /// errors of their own kinds.
+    #[test]
+    fn chunked_body_errors() {
+        let decode =
+            |wire: &[u8], max| read_chunked(&mut Cursor::new(wire.to_vec()), &mut io::sink(), max);
+        let err = decode(b"10\r\n", 15).unwrap_err();
+        assert!(is_too_long(&err), "{err}");
+        assert!(decode(b"10\r\n0123456789abcdef\r\n0\r\n\r\n", 16).is_ok());
+        for bad in [
+            &b"x\r\n"[..],
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"-5\r\n",
+            b"5 x\r\n",
+            b"11111111111111111\r\n",
+        ] {
+            let err = decode(bad, 100).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{bad:?}: {err}");
+        }
+        let err = decode(b"3\r\nabcd\r\n0\r\n\r\n", 100).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        for cut in [&b"3\r\nab"[..], b"3\r\nabc\r\n", b"0\r\nT: 1\r\n", b""] {
+            let err = decode(cut, 100).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{cut:?}: {err}");
+        }
+        let trailers = format!("0\r\n{}\r\n", "T: 1\r\n".repeat(MAX_TRAILERS + 1));
+        assert!(is_too_long(&decode(trailers.as_bytes(), 100).unwrap_err()));
+    }
 }

@@ -8,7 +8,7 @@ use super::{
     show, still_up, threads_settle,
 };
 use crate::common::http::{self, Client};
-use crate::common::{Rng, Server, reference_only, temp_dir};
+use crate::common::{Rng, Server, override_command, reference_only, temp_dir};
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -157,10 +157,15 @@ fn site(test: &str) -> PathBuf {
     root
 }
 
+/// Starts the server on a fresh site; `extra` (the reference's own flags)
+/// only for the reference, since a learner's server need not know them.
 fn start(test: &str, extra: &[&str]) -> Server {
     let root = site(test);
-    let mut args = vec!["--root", root.to_str().unwrap(), "--quiet"];
-    args.extend_from_slice(extra);
+    let mut args = vec!["--root", root.to_str().unwrap()];
+    if override_command(WEB).is_none() {
+        args.push("--quiet");
+        args.extend_from_slice(extra);
+    }
     Server::start(WEB, &args)
 }
 

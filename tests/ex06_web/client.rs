@@ -156,6 +156,21 @@ fn client_failures_exit_1_with_a_message() {
         .stderr(predicate::str::contains("TLS"));
 }
 
+/// A server that accepts and never answers: the client gives up after its
+/// timeout (shortened here with the reference's hidden knob) and says so.
+#[test]
+fn client_times_out() {
+    if !common::reference_only(CLIENT, "client_times_out") {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    client(&["--timeout-secs", "1", &format!("http://{addr}/")])
+        .code(1)
+        .stderr(predicate::str::contains("no answer"));
+    drop(listener);
+}
+
 /// `--trace` shows the request lines sent and the response lines received.
 #[test]
 fn client_trace() {

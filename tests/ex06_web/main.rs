@@ -852,6 +852,31 @@ fn log_line_per_response() {
     );
 }
 
+/// `--quiet` writes no log line per response.
+#[test]
+fn quiet_means_no_log() {
+    if !reference_only(SERVER, "quiet_means_no_log") {
+        return;
+    }
+    let (server, _root) = start("quiet", &["--quiet"]);
+    assert_eq!(get(&server, "/hello.txt").status, 200);
+    assert_eq!(get(&server, "/missing").status, 404);
+    // The log line would be written before the response: none can be late.
+    assert!(!server.stderr().contains("\"GET "), "{}", server.stderr());
+}
+
+/// Without `--root`, the folder the server runs in is served.
+#[test]
+fn default_root_is_the_current_folder() {
+    let root = site("default_root");
+    let cmd = common::command_in(SERVER, &root);
+    let mut cmd = cmd;
+    cmd.args(["--addr", "127.0.0.1:0"]);
+    let server = Server::start_command(SERVER, cmd, 1);
+    let r = get(&server, "/hello.txt");
+    assert_eq!((r.status, r.body), (200, hello()));
+}
+
 /// The start-up text names the folder and gives a curl command and a URL.
 #[test]
 fn startup_tells_what_and_how() {
