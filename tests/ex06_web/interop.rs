@@ -285,13 +285,20 @@ fn chromium_renders_the_course() {
     let log = wait_for_log_quiet(&server);
     let entries = log_entries(&log);
     let mut kinds = BTreeMap::new();
+    let mut served = std::collections::BTreeSet::new();
     for (target, status) in &entries {
         let path = target.split('?').next().unwrap_or("");
         let kind = [".css", ".js", ".woff2", ".woff", ".ttf"]
             .into_iter()
             .find(|ext| path.ends_with(ext));
         if let Some(kind) = kind {
-            assert_eq!(status, "200", "{target} was answered {status}:\n{log}");
+            // The first answer for each file is a 200. A browser may ask
+            // again within one load (a font named by a preload and by a
+            // stylesheet) with the validators it just got: then a 304 is right.
+            let first = !served.contains(target);
+            let fine = status == "200" || (!first && status == "304");
+            assert!(fine, "{target} was answered {status}:\n{log}");
+            served.insert(target.clone());
             *kinds.entry(kind).or_insert(0) += 1;
         }
     }
