@@ -396,6 +396,12 @@ impl Connection {
             .and_then(|start| line_limit.and_then(|l| start.checked_add(l)));
         let mut current = self.current_read_timeout;
         let result = framing::read_line_with(self.buffered_reader(), max, |reader, state| {
+            // Bytes already buffered (a pipelined request, the next header
+            // line) are handed out without waiting, so no clock matters and
+            // setting the socket's timeout would be a wasted system call.
+            if !reader.buffer().is_empty() {
+                return Ok(());
+            }
             let wanted = match state {
                 // Nothing of the line (or message) yet: wait up to the idle timeout.
                 LineState::Idle if line_deadline.is_none() => idle,
