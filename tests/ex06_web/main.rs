@@ -325,6 +325,9 @@ fn log_line_per_response() {
         "\"GET /hello.txt HTTP/1.1\" 200 1000 ",
         Duration::from_secs(10),
     );
+    // The rest of the line may still be on its way through the pipe: wait
+    // for its end (an "ms" then a newline) as well.
+    server.expect_stderr("ms\n", Duration::from_secs(10));
     let log = server.stderr();
     let line = log.lines().find(|l| l.contains("/hello.txt")).unwrap();
     assert!(
