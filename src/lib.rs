@@ -21,6 +21,7 @@
 //! # Layout
 //!
 //! * [`framing`]: where one message ends and the next begins (lines, length prefixes), with limits.
+//! * [`datagram`]: the speed camera's signed UDP datagrams (chapter 12): build, parse, verify.
 //! * [`connection`]: one socket with its buffers, timeouts and trace; used by servers and clients.
 //! * [`server`]: the thread-per-connection runner: allowlist, connection cap, idle timeout, shutdown.
 //! * [`limits`]: how many connections the process can hold safely, from its limits.
@@ -39,6 +40,7 @@
 pub mod auth;
 pub mod cli;
 pub mod connection;
+pub mod datagram;
 pub mod durable;
 pub mod framing;
 pub mod limits;
