@@ -450,6 +450,78 @@ pub fn utc_time(time: SystemTime) -> String {
     )
 }
 
+/// One datagram as `--trace` shows it: kind, the report id's first four hex
+/// digits, seq/total and the payload size, as in `DATA 1f3a… 17/170 1200 B`.
+///
+/// ```
+/// use netlessons::datagram::{describe, Header, Kind};
+///
+/// let h = Header { kind: Kind::Data, report: 0x1f3a_0000_0000_0042, seq: 17, total: 170 };
+/// assert_eq!(describe(&h, 1200), "DATA 1f3a… 17/170 1200 B");
+/// ```
+pub fn describe(header: &Header, payload_len: usize) -> String {
+    format!(
+        "{} {:04x}… {}/{} {payload_len} B",
+        header.kind.name(),
+        header.report >> 48,
+        header.seq,
+        header.total
+    )
+}
+
+/// `--drop PERCENT --seed N`: throws away a share of the datagrams a program
+/// would send, so that a learner can watch the recovery on one machine.
+///
+/// The choice is a seeded pseudo-random sequence (xorshift64*), so the same
+/// seed drops the same datagrams again: a run can be repeated. It is a
+/// demonstration tool, not a model of a real network, whose losses come in
+/// bursts (a full queue drops many datagrams in a row).
+#[derive(Debug, Clone)]
+pub struct Dropper {
+    /// The share to drop, in millionths (0 = none).
+    per_million: u64,
+    state: u64,
+}
+
+impl Dropper {
+    /// Drops `percent` % (0 to 100) of what it is asked about, chosen by `seed`.
+    ///
+    /// ```
+    /// use netlessons::datagram::Dropper;
+    ///
+    /// let mut none = Dropper::new(0.0, 1);
+    /// assert!((0..1000).all(|_| !none.drop_next()));
+    /// let mut half = Dropper::new(50.0, 7);
+    /// let dropped = (0..10_000).filter(|_| half.drop_next()).count();
+    /// assert!((4_500..5_500).contains(&dropped));
+    /// ```
+    pub fn new(percent: f64, seed: u64) -> Dropper {
+        let share = if percent.is_finite() {
+            percent.clamp(0.0, 100.0)
+        } else {
+            0.0
+        };
+        Dropper {
+            per_million: (share * 10_000.0).round() as u64,
+            // xorshift needs a state that is not zero; mixing the seed also
+            // makes nearby seeds give unrelated sequences.
+            state: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+        }
+    }
+
+    /// Should the next datagram be thrown away?
+    pub fn drop_next(&mut self) -> bool {
+        if self.per_million == 0 {
+            return false;
+        }
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        let roll = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
+        roll % 1_000_000 < self.per_million
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,7 @@
 //! failures follow one house style ([`report`]).
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod camera;
 pub mod fake;
 pub mod http;
 pub mod report;

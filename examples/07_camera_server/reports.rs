@@ -1,0 +1,618 @@
+//! What the server does with each datagram, and the reports in progress.
+//!
+//! A TCP server gets reliability from the operating system: bytes arrive in
+//! order, once, or the connection fails. Over UDP the server must do that
+//! work itself, and this file is where it happens:
+//!
+//! * **authentication first**: a datagram whose tag does not check is
+//!   dropped without a word ([`Reports::handle`]);
+//! * **reassembly**: chunks arrive in any order, some twice, some never; a
+//!   [`Partial`] report remembers which it holds (TCP's receive buffer does
+//!   this for a stream);
+//! * **acknowledgement**: after each chunk the server says which chunks it
+//!   holds ([`Partial::ack`]), so the camera can resend exactly the missing
+//!   ones (TCP's ACK and SACK);
+//! * **limits and expiry**: a table of reports in progress is memory that
+//!   strangers could fill, so it is bounded, and abandoned reports expire
+//!   (a TCP server gets this from its connection cap and idle timeout);
+//! * **exactly once**: a report is stored once, however often its last
+//!   chunk or its HELLO arrives ([`Reports::finished`] and the store).
+
+use crate::store::{self, Store};
+use netlessons::auth::Users;
+use netlessons::datagram::{self, Ack, Dropper, Header, Hello, Kind, Unverified};
+use netlessons::sha256::sha256;
+use netlessons::subnet::Allowlist;
+use netlessons::trace::{Direction, Trace};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The bounds on what strangers and cameras can make the server hold.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest photo accepted (`--max-size`); a larger HELLO gets ERR `too large`.
+    pub max_size: u64,
+    /// Reports in progress at once, from everyone; past it, ERR `busy`.
+    pub max_partials: usize,
+    /// Reports in progress at once from one IP address; past it, ERR `busy`.
+    pub max_partials_per_ip: usize,
+    /// A report in progress that hears nothing for this long is forgotten.
+    pub expire: Duration,
+    /// Finished reports remembered (to answer a late duplicate with DONE).
+    pub max_finished: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_size: 8 * 1024 * 1024,
+            max_partials: 64,
+            max_partials_per_ip: 8,
+            expire: Duration::from_secs(30),
+            max_finished: 1024,
+        }
+    }
+}
+
+/// One report in progress: what its HELLO said and the chunks held so far.
+struct Partial {
+    camera: String,
+    secret: String,
+    hello: Hello,
+    total: u32,
+    /// The chunks held, by seq. A map rather than a vector of `total`
+    /// slots: memory grows with the chunks that really arrived, never with
+    /// the size a HELLO merely *declared* (a HELLO costs one datagram to
+    /// send; a vector sized from it would let one datagram reserve 8 MiB).
+    chunks: BTreeMap<u32, Vec<u8>>,
+    /// Every seq below this is held: the base of the next ACK.
+    first_missing: u32,
+    last_heard: Instant,
+    /// Datagrams received for this report, duplicates included (logged at the end).
+    datagrams: u64,
+}
+
+impl Partial {
+    /// The ACK that describes this report now: the base, and a bitmap of the
+    /// 256 chunks from the base.
+    fn ack(&self) -> Ack {
+        let mut ack = Ack::new(self.first_missing);
+        let end = self.first_missing.saturating_add(datagram::ACK_SPAN);
+        for (&seq, _) in self.chunks.range(self.first_missing..end) {
+            ack.set(seq);
+        }
+        ack
+    }
+
+    /// The size chunk `seq` must have: 1,200 bytes, except the last, which
+    /// holds the rest.
+    fn chunk_len(&self, seq: u32) -> usize {
+        if seq + 1 < self.total {
+            datagram::MAX_PAYLOAD
+        } else {
+            (self.hello.size - u64::from(self.total - 1) * datagram::MAX_PAYLOAD as u64) as usize
+        }
+    }
+}
+
+/// A report already stored: enough to answer its late datagrams with DONE.
+struct Finished {
+    secret: String,
+    total: u32,
+}
+
+/// Why datagrams were dropped without an answer, counted for the log.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Dropped {
+    not_allowed: u64,
+    malformed: u64,
+    bad_tag: u64,
+    unknown_report: u64,
+    bad_request: u64,
+}
+
+impl Dropped {
+    fn total(&self) -> u64 {
+        self.not_allowed + self.malformed + self.bad_tag + self.unknown_report + self.bad_request
+    }
+}
+
+/// The server's state: the socket, the cameras, and every report in progress.
+pub struct Reports {
+    socket: UdpSocket,
+    users: Users,
+    allow: Allowlist,
+    store: Store,
+    limits: Limits,
+    dropper: Dropper,
+    trace: bool,
+    pause_after_hello: Duration,
+    /// Reports in progress, keyed by who sends them and the report id. The
+    /// address is part of the key: another host that guessed (or saw) a
+    /// report id still cannot add chunks to it.
+    partials: HashMap<(SocketAddr, u64), Partial>,
+    /// Recently stored reports, oldest first in `finished_order`.
+    finished: HashMap<(SocketAddr, u64), Finished>,
+    finished_order: VecDeque<(SocketAddr, u64)>,
+    dropped: Dropped,
+    dropped_logged: Dropped,
+    last_drop_log: Instant,
+}
+
+impl Reports {
+    /// The server's state around a bound socket.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        socket: UdpSocket,
+        users: Users,
+        allow: Allowlist,
+        store: Store,
+        limits: Limits,
+        dropper: Dropper,
+        trace: bool,
+        pause_after_hello: Duration,
+    ) -> Reports {
+        Reports {
+            socket,
+            users,
+            allow,
+            store,
+            limits,
+            dropper,
+            trace,
+            pause_after_hello,
+            partials: HashMap::new(),
+            finished: HashMap::new(),
+            finished_order: VecDeque::new(),
+            dropped: Dropped::default(),
+            dropped_logged: Dropped::default(),
+            last_drop_log: Instant::now(),
+        }
+    }
+
+    /// The socket, for the receive loop.
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    /// Handles one datagram that arrived from `from`.
+    ///
+    /// The order of the checks is the lesson: *who* (the allowlist), *what
+    /// shape* (parse), *which secret* (from the HELLO's camera, or from the
+    /// report the datagram belongs to), *is it genuine* (the tag). Only a
+    /// datagram that passes all four is ever answered. A reply to anything
+    /// else would go to an address that anybody can forge in a UDP header:
+    /// an attacker would send us small forged datagrams and we would fire
+    /// our replies at the victim whose address they wrote (a reflection
+    /// attack; amplification if our replies were bigger than their requests).
+    pub fn handle(&mut self, bytes: &[u8], from: SocketAddr) {
+        // 1. Who: `--allow` is checked for every datagram, since there is no
+        //    connection whose first packet could be checked once for all.
+        if !self.allow.contains(from.ip()) {
+            self.dropped.not_allowed += 1;
+            return;
+        }
+        // 2. What shape.
+        let datagram = match datagram::parse(bytes) {
+            Ok(d) => d,
+            Err(why) => {
+                self.dropped.malformed += 1;
+                self.note(from, &format!("dropped {} bytes: {why}", bytes.len()));
+                return;
+            }
+        };
+        let trace = Trace::new(from, self.trace);
+        trace.line(
+            Direction::Received,
+            datagram::describe(&datagram.header, datagram.payload.len()).as_bytes(),
+        );
+        // 3 and 4 depend on the kind: a HELLO names its camera; every other
+        // datagram belongs to a report we already know, or to nothing.
+        match datagram.header.kind {
+            Kind::Hello => self.hello(&datagram, from),
+            Kind::Data => self.data(&datagram, from),
+            // Cameras never send these; whoever did gets nothing back.
+            Kind::Ack | Kind::Done | Kind::Err => {
+                self.dropped.bad_request += 1;
+                self.note(from, "dropped: a server-to-camera kind sent to the server");
+            }
+        }
+    }
+
+    /// A HELLO: a camera announces a report.
+    fn hello(&mut self, d: &Unverified<'_>, from: SocketAddr) {
+        // The camera's name is inside the payload, so the payload must be
+        // read before the tag can be checked. Nothing read here is trusted
+        // or answered until `verify` says the datagram is genuine.
+        let Some(hello) = Hello::decode(d.payload) else {
+            self.dropped.malformed += 1;
+            self.note(from, "dropped: HELLO payload breaks the format");
+            return;
+        };
+        let camera = hello.get("camera").unwrap_or("").to_string();
+        // An unknown camera is treated exactly like a wrong tag: with no
+        // secret, nothing can be checked, so nothing is answered.
+        let Some(secret) = self.users.secret(&camera).map(str::to_string) else {
+            self.dropped.bad_tag += 1;
+            self.note(from, "dropped: HELLO from an unknown camera");
+            return;
+        };
+        if !d.verify(secret.as_bytes()) {
+            self.dropped.bad_tag += 1;
+            self.note(from, "dropped: wrong tag");
+            return;
+        }
+        // From here on the datagram is genuine: answers are safe.
+        let h = d.header;
+        let key = (from, h.report);
+        if self.finished.contains_key(&key) {
+            self.send(from, &secret, Kind::Done, h.report, 0, h.total, &[]);
+            return;
+        }
+        if let Some(partial) = self.partials.get_mut(&key) {
+            // A HELLO again: our first ACK was lost, or the camera checks on
+            // us after a silence. Say where we are.
+            partial.last_heard = Instant::now();
+            partial.datagrams += 1;
+            let ack = partial.ack();
+            let total = partial.total;
+            self.send(
+                from,
+                &secret,
+                Kind::Ack,
+                h.report,
+                ack.base,
+                total,
+                &ack.bitmap,
+            );
+            return;
+        }
+        if !store::valid_camera_name(&camera)
+            || h.seq != 0
+            || u64::from(h.total) != datagram::chunk_count(hello.size)
+        {
+            self.dropped.bad_request += 1;
+            self.log(
+                from,
+                &format!("{camera}: refused a HELLO that breaks the format"),
+            );
+            self.send(
+                from,
+                &secret,
+                Kind::Err,
+                h.report,
+                0,
+                h.total,
+                b"bad request",
+            );
+            return;
+        }
+        // Stored already, by this run or an earlier one: the camera never
+        // heard our DONE. Say it again and write nothing: idempotence.
+        if self.store.has(&camera, h.report) {
+            self.remember_finished(key, secret.clone(), h.total);
+            self.send(from, &secret, Kind::Done, h.report, 0, h.total, &[]);
+            return;
+        }
+        if hello.size > self.limits.max_size {
+            self.log(
+                from,
+                &format!("{camera}: refused {} bytes: too large", hello.size),
+            );
+            self.send(from, &secret, Kind::Err, h.report, 0, h.total, b"too large");
+            return;
+        }
+        let from_ip = self
+            .partials
+            .keys()
+            .filter(|(a, _)| same_host(a.ip(), from.ip()))
+            .count();
+        if self.partials.len() >= self.limits.max_partials
+            || from_ip >= self.limits.max_partials_per_ip
+        {
+            self.log(from, &format!("{camera}: refused a report: busy"));
+            self.send(from, &secret, Kind::Err, h.report, 0, h.total, b"busy");
+            return;
+        }
+        self.log(
+            from,
+            &format!(
+                "{camera}: report {:016x} announced, {} bytes in {} chunks",
+                h.report, hello.size, h.total
+            ),
+        );
+        let partial = Partial {
+            camera,
+            secret: secret.clone(),
+            hello,
+            total: h.total,
+            chunks: BTreeMap::new(),
+            first_missing: 0,
+            last_heard: Instant::now(),
+            datagrams: 1,
+        };
+        let ack = partial.ack();
+        self.partials.insert(key, partial);
+        self.send(
+            from,
+            &secret,
+            Kind::Ack,
+            h.report,
+            ack.base,
+            h.total,
+            &ack.bitmap,
+        );
+        if !self.pause_after_hello.is_zero() {
+            // Test knob: a server too busy to read. Datagrams keep arriving
+            // meanwhile and queue in the socket's receive buffer, until it is
+            // full and the kernel drops the rest, telling nobody.
+            std::thread::sleep(self.pause_after_hello);
+        }
+    }
+
+    /// A DATA chunk.
+    fn data(&mut self, d: &Unverified<'_>, from: SocketAddr) {
+        let h = d.header;
+        let key = (from, h.report);
+        // The secret comes from the report this chunk claims to belong to.
+        // A chunk for a report we do not know cannot be checked: dropped.
+        if let Some(done) = self.finished.get(&key) {
+            if d.verify(done.secret.as_bytes()) {
+                // A late duplicate, or the camera never heard our DONE.
+                let (secret, total) = (done.secret.clone(), done.total);
+                self.send(from, &secret, Kind::Done, h.report, 0, total, &[]);
+            } else {
+                self.dropped.bad_tag += 1;
+            }
+            return;
+        }
+        let Some(partial) = self.partials.get_mut(&key) else {
+            self.dropped.unknown_report += 1;
+            self.note(from, "dropped: DATA for no report in progress");
+            return;
+        };
+        if !d.verify(partial.secret.as_bytes()) {
+            self.dropped.bad_tag += 1;
+            self.note(from, "dropped: wrong tag");
+            return;
+        }
+        if h.total != partial.total
+            || h.seq >= partial.total
+            || d.payload.len() != partial.chunk_len(h.seq)
+        {
+            self.dropped.bad_request += 1;
+            self.note(from, "dropped: DATA that does not fit its report");
+            return;
+        }
+        partial.last_heard = Instant::now();
+        partial.datagrams += 1;
+        // Reassembly: keep the chunk unless we hold it already (a duplicate,
+        // made by the network or by a resend whose original was only late).
+        partial
+            .chunks
+            .entry(h.seq)
+            .or_insert_with(|| d.payload.to_vec());
+        while partial.chunks.contains_key(&partial.first_missing) {
+            partial.first_missing += 1;
+        }
+        if partial.first_missing < partial.total {
+            let ack = partial.ack();
+            let (secret, total) = (partial.secret.clone(), partial.total);
+            self.send(
+                from,
+                &secret,
+                Kind::Ack,
+                h.report,
+                ack.base,
+                total,
+                &ack.bitmap,
+            );
+            return;
+        }
+        // Every chunk is here.
+        if let Some(partial) = self.partials.remove(&key) {
+            self.complete(key, partial);
+        }
+    }
+
+    /// The last chunk arrived: check the photo, store it, say DONE.
+    fn complete(&mut self, key: (SocketAddr, u64), partial: Partial) {
+        let (from, report) = key;
+        let mut photo = Vec::with_capacity(partial.hello.size as usize);
+        for chunk in partial.chunks.values() {
+            photo.extend_from_slice(chunk);
+        }
+        // The digest is checked before anything touches the disk: what is
+        // stored is what the camera photographed, or nothing.
+        if sha256(&photo) != partial.hello.sha256 {
+            self.log(
+                from,
+                &format!("{}: report {report:016x}: digest mismatch", partial.camera),
+            );
+            self.send(
+                from,
+                &partial.secret,
+                Kind::Err,
+                report,
+                0,
+                partial.total,
+                b"digest mismatch",
+            );
+            return;
+        }
+        let info = format!(
+            "{}received={}\nfrom={from}\n",
+            partial.hello.lines,
+            datagram::utc_time(SystemTime::now())
+        );
+        let ext = store::extension(partial.hello.get("ext"));
+        // Storing blocks this one thread (and so every camera) for the
+        // writes and syncs. A real server would hand the finished report to
+        // a writer thread and send DONE when that thread says it is synced.
+        match self
+            .store
+            .save(&partial.camera, report, &ext, &photo, &info)
+        {
+            Ok(path) => {
+                self.log(
+                    from,
+                    &format!(
+                        "{}: stored {} ({} bytes, {} chunks, {} datagrams received)",
+                        partial.camera,
+                        path.display(),
+                        photo.len(),
+                        partial.total,
+                        partial.datagrams
+                    ),
+                );
+                // Only now, with the photo synced, may we say DONE.
+                self.remember_finished(key, partial.secret.clone(), partial.total);
+                self.send(
+                    from,
+                    &partial.secret,
+                    Kind::Done,
+                    report,
+                    0,
+                    partial.total,
+                    &[],
+                );
+            }
+            Err(e) => {
+                self.log(
+                    from,
+                    &format!(
+                        "{}: could not store report {report:016x}: {e}",
+                        partial.camera
+                    ),
+                );
+                self.send(
+                    from,
+                    &partial.secret,
+                    Kind::Err,
+                    report,
+                    0,
+                    partial.total,
+                    b"server error",
+                );
+            }
+        }
+    }
+
+    /// Remembers a stored report for a while, to answer its stragglers, with
+    /// a bound: the oldest is forgotten first (the store still knows it).
+    fn remember_finished(&mut self, key: (SocketAddr, u64), secret: String, total: u32) {
+        if self
+            .finished
+            .insert(key, Finished { secret, total })
+            .is_none()
+        {
+            self.finished_order.push_back(key);
+        }
+        while self.finished_order.len() > self.limits.max_finished {
+            if let Some(old) = self.finished_order.pop_front() {
+                self.finished.remove(&old);
+            }
+        }
+    }
+
+    /// Sends one signed datagram, unless `--drop` throws it away.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        to: SocketAddr,
+        secret: &str,
+        kind: Kind,
+        report: u64,
+        seq: u32,
+        total: u32,
+        payload: &[u8],
+    ) {
+        let header = Header {
+            kind,
+            report,
+            seq,
+            total,
+        };
+        let trace = Trace::new(to, self.trace);
+        let shown = datagram::describe(&header, payload.len());
+        if self.dropper.drop_next() {
+            trace.note(&format!("{shown} thrown away by --drop"));
+            return;
+        }
+        trace.line(Direction::Sent, shown.as_bytes());
+        let bytes = datagram::build(&header, payload, secret.as_bytes());
+        // A failed send is not worth more than a log line: the camera's
+        // timer will make it ask again.
+        if let Err(e) = self.socket.send_to(&bytes, to) {
+            self.log(to, &format!("send failed: {e}"));
+        }
+    }
+
+    /// Called after every datagram and at least once a second: expires
+    /// abandoned reports and logs the drop counts now and then.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        let expire = self.limits.expire;
+        let mut expired = Vec::new();
+        self.partials.retain(|&(from, report), p| {
+            let keep = now.duration_since(p.last_heard) < expire;
+            if !keep {
+                expired.push(format!(
+                    "{from} {}: report {report:016x} expired with {} of {} chunks",
+                    p.camera,
+                    p.chunks.len(),
+                    p.total
+                ));
+            }
+            keep
+        });
+        for line in expired {
+            eprintln!("{line}");
+        }
+        // Dropped datagrams are summed up rather than logged one by one: a
+        // flood of garbage must not become a flood of log lines.
+        if self.dropped != self.dropped_logged
+            && now.duration_since(self.last_drop_log) >= Duration::from_secs(1)
+        {
+            let d = &self.dropped;
+            eprintln!(
+                "dropped {} datagram(s) without reply so far: {} not allowed, {} malformed, {} bad tag or unknown camera, {} for no report, {} not fitting their report",
+                d.total(),
+                d.not_allowed,
+                d.malformed,
+                d.bad_tag,
+                d.unknown_report,
+                d.bad_request
+            );
+            self.dropped_logged = self.dropped.clone();
+            self.last_drop_log = now;
+        }
+    }
+
+    /// One line on stderr about `from`.
+    fn log(&self, from: SocketAddr, text: &str) {
+        eprintln!("{from} {text}");
+    }
+
+    /// A line for `--trace` only (per-datagram events would flood the log).
+    fn note(&self, from: SocketAddr, text: &str) {
+        Trace::new(from, self.trace).note(text);
+    }
+}
+
+/// Are two addresses the same host for the per-address limit? IPv4 by
+/// address; IPv6 by its /64, since one host is usually given a whole /64 and
+/// can pick any address in it.
+fn same_host(a: IpAddr, b: IpAddr) -> bool {
+    // A dual-stack socket shows IPv4 peers as `::ffff:a.b.c.d`: compare
+    // those as the IPv4 addresses they are, not as one shared /64.
+    let plain = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match (plain(a), plain(b)) {
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
+        _ => a == b,
+    }
+}
