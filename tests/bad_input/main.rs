@@ -36,6 +36,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod camera;
 mod chat;
 mod echo;
 mod files;
