@@ -3,7 +3,8 @@
 //! Two promises, the same as the file server's (chapter 5):
 //!
 //! * **durable before DONE**: each file is written to a temporary name,
-//!   synced, renamed into place and its folder synced ([`write_durably`]), so
+//!   synced, renamed into place and its folder synced (the library's
+//!   `durable::replace`, taught in chapter 5), so
 //!   a camera that heard DONE can delete its photo: a crash or a power cut
 //!   the moment after loses nothing, and a killed server never leaves half a
 //!   photo under a real name;
@@ -12,12 +13,14 @@
 //!   a camera that resends a whole report after a lost DONE, even to a
 //!   restarted server, gets DONE and causes no second copy.
 
+use netlessons::durable;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-/// Temporary files start with this, so no real name (a hex report id) can
-/// collide with one and the next start can find and remove leftovers.
+/// Temporary files start with this (`durable::replace` names them
+/// `.NAME.tmp-…`), so no real name (a hex report id) can collide with one
+/// and the next start can find and remove leftovers.
 const TEMP_PREFIX: char = '.';
 
 /// The folder of stored reports.
@@ -80,13 +83,13 @@ impl Store {
                 .map_err(|e| annotate(e, "could not create the folder", &dir))?;
             // The new folder is a name in the store's root: sync the root,
             // or a crash could lose the folder with the report inside.
-            sync_dir(&self.root)?;
+            durable::sync_dir(&self.root)?;
         }
         let photo_path = self.path(camera, report, ext);
-        write_durably(&photo_path, photo)?;
+        durable::replace(&photo_path, photo)?;
         // Written last: its presence says "stored", so it must never exist
         // without the photo beside it.
-        write_durably(&self.path(camera, report, "txt"), info.as_bytes())?;
+        durable::replace(&self.path(camera, report, "txt"), info.as_bytes())?;
         Ok(photo_path)
     }
 
@@ -121,42 +124,6 @@ pub fn extension(ext: Option<&str>) -> String {
             ext.to_string()
         }
         _ => "bin".to_string(),
-    }
-}
-
-/// Replaces `target` with `bytes` durably: write a temporary file beside it,
-/// sync it, rename it into place, sync the folder.
-fn write_durably(target: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    let name = target
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("file");
-    let temp = dir.join(format!("{TEMP_PREFIX}{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, target)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result.map_err(|e| annotate(e, "could not store", target))
-}
-
-/// Makes a folder's changes (new names, renames) durable. Unix only; std
-/// cannot sync a folder elsewhere, where we rely on the file system.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        fs::File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
     }
 }
 
