@@ -351,6 +351,8 @@ struct Sender<'a> {
     sent: u64,
     /// Round-trip time, smoothed, from chunks acknowledged after one send.
     rtt: Option<Duration>,
+    /// When the last ACK arrived, until a tail probe has answered to it.
+    last_ack: Option<Instant>,
 }
 
 impl<'a> Sender<'a> {
@@ -368,6 +370,7 @@ impl<'a> Sender<'a> {
             sends: 0,
             sent: 0,
             rtt: None,
+            last_ack: None,
         }
     }
 
@@ -386,10 +389,17 @@ impl<'a> Sender<'a> {
             }
             self.send(Kind::Hello, 0, &self.config.hello.encode())?;
             tries += 1;
-            let deadline = Instant::now() + self.config.timer.wait(tries);
+            let sent = Instant::now();
+            let deadline = sent + self.config.timer.wait(tries);
             while let Some(reply) = self.receive(deadline)? {
                 match reply {
-                    (Kind::Ack, ack) => return Ok(Reply::Ack(ack)),
+                    (Kind::Ack, ack) => {
+                        // The first round trip, if the first HELLO was answered.
+                        if tries == 1 {
+                            self.rtt = Some(sent.elapsed());
+                        }
+                        return Ok(Reply::Ack(ack));
+                    }
                     (Kind::Done, _) => return Ok(Reply::Done),
                     _ => {}
                 }
@@ -418,23 +428,60 @@ impl<'a> Sender<'a> {
                 }
                 next_probe.unwrap_or(now)
             } else {
-                match self.next_deadline() {
+                let timer = match self.next_deadline() {
                     Some(at) if at <= now => {
                         self.on_timer(now)?;
                         continue;
                     }
                     Some(at) => at,
                     None => now + self.config.timer.max,
+                };
+                match self.probe_due() {
+                    Some(at) if at <= now => {
+                        self.probe()?;
+                        continue;
+                    }
+                    Some(at) => at.min(timer),
+                    None => timer,
                 }
             };
             // Wait for what the server says, until the next timer is due.
             if let Some((kind, ack)) = self.receive(deadline)? {
                 match kind {
-                    Kind::Ack => self.on_ack(&ack),
+                    Kind::Ack => {
+                        self.last_ack = Some(Instant::now());
+                        self.on_ack(&ack);
+                    }
                     Kind::Done => return Ok(()),
                     _ => {}
                 }
             }
+        }
+    }
+
+    /// The tail probe: when every chunk has been sent, a lost chunk near the
+    /// end has no later chunks to overtake it, and would wait for its full
+    /// 500 ms timer. So when the ACKs stop for two round trips, the lowest
+    /// missing chunk is sent once more, early. Only once per ACK: a server
+    /// that has gone quiet gets no probes, just the timers, so the give-up
+    /// still takes its 20 seconds. (TCP's "tail loss probe", RFC 8985.)
+    fn probe_due(&self) -> Option<Instant> {
+        if self.next_unsent < self.total() {
+            return None;
+        }
+        let rtt = self.rtt?;
+        Some(self.last_ack? + (rtt * 2).max(Duration::from_millis(1)))
+    }
+
+    fn probe(&mut self) -> io::Result<()> {
+        self.last_ack = None; // once per ACK
+        let lowest = (self.first_missing..self.total()).find(|&seq| {
+            let c = &self.chunks[seq as usize];
+            !c.held && !self.config.timer.gave_up(c.sends)
+        });
+        match lowest {
+            Some(seq) => self.send_chunk(seq),
+            None => Ok(()),
         }
     }
 
