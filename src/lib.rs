@@ -11,6 +11,7 @@
 //! | 3 | `03_file_server` / `03_file_client` | binary data, counted bodies, digests, atomic writes, authentication |
 //! | 4 | `04_mail_relay` / `04_mail_client` | SMTP and POP3, store-and-forward, durable spooling, no open relay |
 //! | 6 | `06_web_server` / `06_web_client` | HTTP/1.1, keep-alive, safe paths, caching and ranges; the course served to a browser |
+//! | 7 | `07_camera_server` / `07_camera_client` | UDP datagrams, loss and recovery by hand, never answering a stranger |
 //!
 //! The chapters live in `docs/` and, compiled into these docs, under [`tutorial`].
 //!

@@ -25,6 +25,7 @@ macro_rules! chapter_links {
 [09-two-computers]: crate::tutorial::ch09_two_computers
 [10-web-server]: crate::tutorial::ch10_web_server
 [11-filtering-spam]: crate::tutorial::ch11_filtering_spam
+[12-datagrams]: crate::tutorial::ch12_datagrams
 "
     };
 }
@@ -46,6 +47,7 @@ macro_rules! chapter_links {
 9. [Connecting two computers](crate::tutorial::ch09_two_computers)
 10. [A web server](crate::tutorial::ch10_web_server)
 11. [Filtering spam](crate::tutorial::ch11_filtering_spam)
+12. [Datagrams: a speed camera over UDP](crate::tutorial::ch12_datagrams)
 "]
 pub mod index {}
 
@@ -92,3 +94,7 @@ pub mod ch10_web_server {}
 #[doc = chapter_links!()]
 #[doc = include_str!("../docs/11-filtering-spam.md")]
 pub mod ch11_filtering_spam {}
+
+#[doc = chapter_links!()]
+#[doc = include_str!("../docs/12-datagrams.md")]
+pub mod ch12_datagrams {}
