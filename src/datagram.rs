@@ -476,7 +476,7 @@ pub fn describe(header: &Header, payload_len: usize) -> String {
 /// `--drop PERCENT --seed N`: throws away a share of the datagrams a program
 /// would send, so that a learner can watch the recovery on one machine.
 ///
-/// The choice is a seeded pseudo-random sequence (xorshift64*), so the same
+/// The choice comes from the seeded [`Rng`](crate::random::Rng), so the same
 /// seed drops the same datagrams again: a run can be repeated. It is a
 /// demonstration tool, not a model of a real network, whose losses come in
 /// bursts (a full queue drops many datagrams in a row).
@@ -484,7 +484,7 @@ pub fn describe(header: &Header, payload_len: usize) -> String {
 pub struct Dropper {
     /// The share to drop, in millionths (0 = none).
     per_million: u64,
-    state: u64,
+    rng: crate::random::Rng,
 }
 
 impl Dropper {
@@ -507,22 +507,15 @@ impl Dropper {
         };
         Dropper {
             per_million: (share * 10_000.0).round() as u64,
-            // xorshift needs a state that is not zero; mixing the seed also
-            // makes nearby seeds give unrelated sequences.
-            state: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            // Mixing the seed makes nearby seeds (1, 2, 3) give unrelated
+            // sequences.
+            rng: crate::random::Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         }
     }
 
     /// Should the next datagram be thrown away?
     pub fn drop_next(&mut self) -> bool {
-        if self.per_million == 0 {
-            return false;
-        }
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        let roll = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
-        roll % 1_000_000 < self.per_million
+        self.per_million > 0 && self.rng.below(1_000_000) < self.per_million
     }
 }
 

@@ -22,9 +22,10 @@
 //! [`netlessons::datagram`]. Read the files in this order:
 //!
 //! 1. `main.rs` (this file): the flags, the socket, and the receive loop;
-//! 2. `reports.rs`: what the server does with each kind of datagram, the
-//!    reassembly of a report from its chunks, and the limits;
-//! 3. `store.rs`: the reports on disk, durable and stored once.
+//! 2. `reports.rs`: what the server does with each kind of datagram, in
+//!    the order it checks them, and the replies;
+//! 3. `partial.rs`: a report in progress (its chunks, its ACK) and the limits;
+//! 4. `store.rs`: the reports on disk, durable and stored once.
 //!
 //! Run it with no flags: it makes a `./camera-reports` folder and a random
 //! secret for camera `demo`, and prints the client command to copy:
@@ -35,16 +36,22 @@
 //!
 //! Chapter 12 (`docs/12-datagrams.md`) walks through it.
 
+#![warn(clippy::too_many_lines)]
+
+mod partial;
 mod reports;
 mod store;
 
 use netlessons::auth::{self, Users};
-use netlessons::cli::Command;
+use netlessons::cli::{self, Command, Matches};
 use netlessons::datagram::Dropper;
+use netlessons::log;
+use netlessons::server::reachable;
 use netlessons::subnet::Allowlist;
-use reports::{Limits, Reports};
+use partial::Limits;
+use reports::Reports;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -102,7 +109,12 @@ fn main() -> ExitCode {
          Users file example:\n  # camera:secret\n  north-gate:correct-horse-battery-staple",
     )
     .parse_env();
+    cli::exit_status(run(&args))
+}
 
+/// Everything after the flags: the store, the cameras, the socket, then the
+/// receive loop, which runs until the process is killed.
+fn run(args: &Matches) -> io::Result<()> {
     let store_dir = PathBuf::from(args.get("--store").unwrap_or("camera-reports"));
     let allow = args
         .parse_value::<Allowlist>("--allow")
@@ -120,48 +132,25 @@ fn main() -> ExitCode {
 
     // Prepare the store and the cameras before binding, so a mistake in
     // either stops the server before any camera can send.
-    let (store, stale) = match Store::open(&store_dir) {
-        Ok(opened) => opened,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (users, demo_secret) = match load_users(args.get("--users")) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let (store, stale) = Store::open(&store_dir)?;
+    let (users, demo_secret) = load_users(args.get("--users"))?;
 
     let addr = args.get("--addr").unwrap_or(DEFAULT_ADDR);
-    let socket = match UdpSocket::bind(addr) {
-        Ok(socket) => socket,
-        Err(e) => {
-            eprintln!("error: could not listen on {addr} (UDP): {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = match socket.local_addr() {
-        Ok(local) => local,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // The contract's first line, flushed at once (println! on a pipe is
-    // line-buffered by std, so the newline sends it).
+    let socket = UdpSocket::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("could not listen on {addr} (UDP): {e}")))?;
+    let local = socket.local_addr()?;
+    // The contract's first line, flushed at once (std's stdout is
+    // line-buffered, so the newline sends it).
     println!("listening on {local}");
 
     let shown = std::fs::canonicalize(&store_dir).unwrap_or_else(|_| store_dir.clone());
-    eprintln!("storing reports in {}", shown.display());
+    log!("storing reports in {}", shown.display());
     if stale > 0 {
-        eprintln!("removed {stale} unfinished file(s) left by an earlier run");
+        log!("removed {stale} unfinished file(s) left by an earlier run");
     }
     match &demo_secret {
         Some(secret) => print_demo_command(local, secret),
-        None => eprintln!("cameras: {}", users.names().collect::<Vec<_>>().join(", ")),
+        None => log!("cameras: {}", users.names().collect::<Vec<_>>().join(", ")),
     }
 
     let mut reports = Reports::new(
@@ -174,11 +163,7 @@ fn main() -> ExitCode {
         args.flag("--trace"),
         pause,
     );
-    if let Err(e) = serve(&mut reports) {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    serve(&mut reports)
 }
 
 /// The whole server: receive one datagram, handle it, repeat.
@@ -210,7 +195,7 @@ fn serve(reports: &mut Reports) -> io::Result<()> {
             Err(e) => {
                 // Anything else (out of memory, say) is logged, and we back
                 // off a little instead of spinning on the same error.
-                eprintln!("receive failed: {e}");
+                log!("receive failed: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
@@ -245,15 +230,9 @@ fn load_users(path: Option<&str>) -> io::Result<(Users, Option<String>)> {
 
 /// Prints the demo secret and the exact client command, ready to copy.
 fn print_demo_command(local: SocketAddr, secret: &str) {
-    // A server bound to 0.0.0.0 or [::] is reached through a real address;
-    // on this machine, loopback of the same family is the one that works.
-    let ip = match local.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    let addr = SocketAddr::new(ip, local.port());
-    eprintln!(
+    // A server bound to 0.0.0.0 or [::] is reached through loopback here.
+    let addr = reachable(local);
+    log!(
         "no --users file: camera 'demo' has the secret {secret} (a new one at every start)\n\
          try it from another terminal (any file will do as the photo):\n  \
          NETLESSONS_SECRET={secret} cargo run --example 07_camera_client -- --addr {addr} --camera demo --plate 'AB 123' --speed 87 Cargo.toml"

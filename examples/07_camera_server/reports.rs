@@ -7,10 +7,10 @@
 //! * **authentication first**: a datagram whose tag does not check is
 //!   dropped without a word ([`Reports::handle`]);
 //! * **reassembly**: chunks arrive in any order, some twice, some never; a
-//!   [`Partial`] report remembers which it holds (TCP's receive buffer does
+//!   `Partial` report (`partial.rs`) remembers which it holds (TCP's receive buffer does
 //!   this for a stream);
 //! * **acknowledgement**: after each chunk the server says which chunks it
-//!   holds ([`Partial::ack`]), so the camera can resend exactly the missing
+//!   holds (`Partial::ack`), so the camera can resend exactly the missing
 //!   ones (TCP's ACK and SACK);
 //! * **limits and expiry**: a table of reports in progress is memory that
 //!   strangers could fill, so it is bounded, and abandoned reports expire
@@ -18,105 +18,17 @@
 //! * **exactly once**: a report is stored once, however often its last
 //!   chunk or its HELLO arrives ([`Reports::finished`] and the store).
 
+use crate::partial::{Dropped, Finished, Limits, Partial, same_host};
 use crate::store::{self, Store};
 use netlessons::auth::Users;
 use netlessons::datagram::{self, Ack, Dropper, Header, Hello, Kind, Unverified};
+use netlessons::log;
 use netlessons::sha256::sha256;
 use netlessons::subnet::Allowlist;
 use netlessons::trace::{Direction, Trace};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
-
-/// The bounds on what strangers and cameras can make the server hold.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// The largest photo accepted (`--max-size`); a larger HELLO gets ERR `too large`.
-    pub max_size: u64,
-    /// Reports in progress at once, from everyone; past it, ERR `busy`.
-    pub max_partials: usize,
-    /// Reports in progress at once from one IP address; past it, ERR `busy`.
-    pub max_partials_per_ip: usize,
-    /// A report in progress that hears nothing for this long is forgotten.
-    pub expire: Duration,
-    /// Finished reports remembered (to answer a late duplicate with DONE).
-    pub max_finished: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            max_size: 8 * 1024 * 1024,
-            max_partials: 64,
-            max_partials_per_ip: 8,
-            expire: Duration::from_secs(30),
-            max_finished: 1024,
-        }
-    }
-}
-
-/// One report in progress: what its HELLO said and the chunks held so far.
-struct Partial {
-    camera: String,
-    secret: String,
-    hello: Hello,
-    total: u32,
-    /// The chunks held, by seq. A map rather than a vector of `total`
-    /// slots: memory grows with the chunks that really arrived, never with
-    /// the size a HELLO merely *declared* (a HELLO costs one datagram to
-    /// send; a vector sized from it would let one datagram reserve 8 MiB).
-    chunks: BTreeMap<u32, Vec<u8>>,
-    /// Every seq below this is held: the base of the next ACK.
-    first_missing: u32,
-    last_heard: Instant,
-    /// Datagrams received for this report, duplicates included (logged at the end).
-    datagrams: u64,
-}
-
-impl Partial {
-    /// The ACK that describes this report now: the base, and a bitmap of the
-    /// 256 chunks from the base.
-    fn ack(&self) -> Ack {
-        let mut ack = Ack::new(self.first_missing);
-        let end = self.first_missing.saturating_add(datagram::ACK_SPAN);
-        for (&seq, _) in self.chunks.range(self.first_missing..end) {
-            ack.set(seq);
-        }
-        ack
-    }
-
-    /// The size chunk `seq` must have: 1,200 bytes, except the last, which
-    /// holds the rest.
-    fn chunk_len(&self, seq: u32) -> usize {
-        if seq + 1 < self.total {
-            datagram::MAX_PAYLOAD
-        } else {
-            (self.hello.size - u64::from(self.total - 1) * datagram::MAX_PAYLOAD as u64) as usize
-        }
-    }
-}
-
-/// A report already stored: enough to answer its late datagrams with DONE.
-struct Finished {
-    secret: String,
-    total: u32,
-}
-
-/// Why datagrams were dropped without an answer, counted for the log.
-#[derive(Debug, Default, Clone, PartialEq)]
-struct Dropped {
-    not_allowed: u64,
-    malformed: u64,
-    bad_tag: u64,
-    unknown_report: u64,
-    bad_request: u64,
-}
-
-impl Dropped {
-    fn total(&self) -> u64 {
-        self.not_allowed + self.malformed + self.bad_tag + self.unknown_report + self.bad_request
-    }
-}
 
 /// The server's state: the socket, the cameras, and every report in progress.
 pub struct Reports {
@@ -220,15 +132,20 @@ impl Reports {
         }
     }
 
-    /// A HELLO: a camera announces a report.
-    fn hello(&mut self, d: &Unverified<'_>, from: SocketAddr) {
+    /// A HELLO's payload, camera and secret, if it is genuine; else it is
+    /// counted and dropped, and `None` means "say nothing".
+    fn authentic_hello(
+        &mut self,
+        d: &Unverified<'_>,
+        from: SocketAddr,
+    ) -> Option<(Hello, String, String)> {
         // The camera's name is inside the payload, so the payload must be
         // read before the tag can be checked. Nothing read here is trusted
         // or answered until `verify` says the datagram is genuine.
         let Some(hello) = Hello::decode(d.payload) else {
             self.dropped.malformed += 1;
             self.note(from, "dropped: HELLO payload breaks the format");
-            return;
+            return None;
         };
         let camera = hello.get("camera").unwrap_or("").to_string();
         // An unknown camera is treated exactly like a wrong tag: with no
@@ -236,13 +153,21 @@ impl Reports {
         let Some(secret) = self.users.secret(&camera).map(str::to_string) else {
             self.dropped.bad_tag += 1;
             self.note(from, "dropped: HELLO from an unknown camera");
-            return;
+            return None;
         };
         if !d.verify(secret.as_bytes()) {
             self.dropped.bad_tag += 1;
             self.note(from, "dropped: wrong tag");
-            return;
+            return None;
         }
+        Some((hello, camera, secret))
+    }
+
+    /// A HELLO: a camera announces a report.
+    fn hello(&mut self, d: &Unverified<'_>, from: SocketAddr) {
+        let Some((hello, camera, secret)) = self.authentic_hello(d, from) else {
+            return;
+        };
         // From here on the datagram is genuine: answers are safe.
         let h = d.header;
         let key = (from, h.report);
@@ -257,15 +182,7 @@ impl Reports {
             partial.datagrams += 1;
             let ack = partial.ack();
             let total = partial.total;
-            self.send(
-                from,
-                &secret,
-                Kind::Ack,
-                h.report,
-                ack.base,
-                total,
-                &ack.bitmap,
-            );
+            self.send_ack(from, &secret, h.report, total, &ack);
             return;
         }
         if !store::valid_camera_name(&camera)
@@ -295,24 +212,8 @@ impl Reports {
             self.send(from, &secret, Kind::Done, h.report, 0, h.total, &[]);
             return;
         }
-        if hello.size > self.limits.max_size {
-            self.log(
-                from,
-                &format!("{camera}: refused {} bytes: too large", hello.size),
-            );
-            self.send(from, &secret, Kind::Err, h.report, 0, h.total, b"too large");
-            return;
-        }
-        let from_ip = self
-            .partials
-            .keys()
-            .filter(|(a, _)| same_host(a.ip(), from.ip()))
-            .count();
-        if self.partials.len() >= self.limits.max_partials
-            || from_ip >= self.limits.max_partials_per_ip
-        {
-            self.log(from, &format!("{camera}: refused a report: busy"));
-            self.send(from, &secret, Kind::Err, h.report, 0, h.total, b"busy");
+        if let Some(reason) = self.refusal(&camera, hello.size, from) {
+            self.send(from, &secret, Kind::Err, h.report, 0, h.total, reason);
             return;
         }
         self.log(
@@ -334,21 +235,34 @@ impl Reports {
         };
         let ack = partial.ack();
         self.partials.insert(key, partial);
-        self.send(
-            from,
-            &secret,
-            Kind::Ack,
-            h.report,
-            ack.base,
-            h.total,
-            &ack.bitmap,
-        );
+        self.send_ack(from, &secret, h.report, h.total, &ack);
         if !self.pause_after_hello.is_zero() {
             // Test knob: a server too busy to read. Datagrams keep arriving
             // meanwhile and queue in the socket's receive buffer, until it is
             // full and the kernel drops the rest, telling nobody.
             std::thread::sleep(self.pause_after_hello);
         }
+    }
+
+    /// Why a new report is refused, if it is (the reason its ERR carries):
+    /// too large, or too many reports in progress, from this host or in all.
+    fn refusal(&self, camera: &str, size: u64, from: SocketAddr) -> Option<&'static [u8]> {
+        if size > self.limits.max_size {
+            self.log(from, &format!("{camera}: refused {size} bytes: too large"));
+            return Some(b"too large");
+        }
+        let from_host = self
+            .partials
+            .keys()
+            .filter(|(a, _)| same_host(a.ip(), from.ip()))
+            .count();
+        if self.partials.len() >= self.limits.max_partials
+            || from_host >= self.limits.max_partials_per_ip
+        {
+            self.log(from, &format!("{camera}: refused a report: busy"));
+            return Some(b"busy");
+        }
+        None
     }
 
     /// A DATA chunk.
@@ -399,15 +313,7 @@ impl Reports {
         if partial.first_missing < partial.total {
             let ack = partial.ack();
             let (secret, total) = (partial.secret.clone(), partial.total);
-            self.send(
-                from,
-                &secret,
-                Kind::Ack,
-                h.report,
-                ack.base,
-                total,
-                &ack.bitmap,
-            );
+            self.send_ack(from, &secret, h.report, total, &ack);
             return;
         }
         // Every chunk is here.
@@ -516,6 +422,11 @@ impl Reports {
         }
     }
 
+    /// Sends an ACK: its seq is the base, its payload the bitmap.
+    fn send_ack(&mut self, to: SocketAddr, secret: &str, report: u64, total: u32, ack: &Ack) {
+        self.send(to, secret, Kind::Ack, report, ack.base, total, &ack.bitmap);
+    }
+
     /// Sends one signed datagram, unless `--drop` throws it away.
     #[allow(clippy::too_many_arguments)]
     fn send(
@@ -568,7 +479,7 @@ impl Reports {
             keep
         });
         for line in expired {
-            eprintln!("{line}");
+            log!("{line}");
         }
         // Dropped datagrams are summed up rather than logged one by one: a
         // flood of garbage must not become a flood of log lines.
@@ -576,7 +487,7 @@ impl Reports {
             && now.duration_since(self.last_drop_log) >= Duration::from_secs(1)
         {
             let d = &self.dropped;
-            eprintln!(
+            log!(
                 "dropped {} datagram(s) without reply so far: {} not allowed, {} malformed, {} bad tag or unknown camera, {} for no report, {} not fitting their report",
                 d.total(),
                 d.not_allowed,
@@ -592,27 +503,11 @@ impl Reports {
 
     /// One line on stderr about `from`.
     fn log(&self, from: SocketAddr, text: &str) {
-        eprintln!("{from} {text}");
+        log!("{from} {text}");
     }
 
     /// A line for `--trace` only (per-datagram events would flood the log).
     fn note(&self, from: SocketAddr, text: &str) {
         Trace::new(from, self.trace).note(text);
-    }
-}
-
-/// Are two addresses the same host for the per-address limit? IPv4 by
-/// address; IPv6 by its /64, since one host is usually given a whole /64 and
-/// can pick any address in it.
-fn same_host(a: IpAddr, b: IpAddr) -> bool {
-    // A dual-stack socket shows IPv4 peers as `::ffff:a.b.c.d`: compare
-    // those as the IPv4 addresses they are, not as one shared /64.
-    let plain = |ip: IpAddr| match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    match (plain(a), plain(b)) {
-        (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
-        _ => a == b,
     }
 }
