@@ -86,7 +86,7 @@ fn client_recovers_from_loss_duplication_and_reordering() {
     let setup = Setup::new("lossy");
     let server = setup.start(&[]);
     let photo = setup.photo("photo.jpg", PHOTO_SIZE, 2);
-    for seed in [common::rng_from_time("lossy proxy").next_u64(), 7] {
+    for seed in [Rng::from_time("lossy proxy").next_u64(), 7] {
         let proxy = Proxy::start(server.addr(), seed, Faults::harsh());
         let ran = run_client(
             proxy.addr,
