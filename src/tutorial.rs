@@ -8,7 +8,7 @@
 // and defines `[02-echo]: 02-echo.md` at its end, which is what a reader of the
 // file on a repository page needs. In Markdown the first definition of a label
 // wins, so each chapter here is preceded by these definitions, and the same
-// link leads to the chapter's module in the generated docs. `tests/doc_links.rs`
+// link leads to the chapter's module in the generated docs. `tests/doc_links/`
 // checks that every link works both ways.
 macro_rules! chapter_links {
     () => {

@@ -7,6 +7,13 @@
 //! puts `[02-echo]: crate::tutorial::ch02_echo` before each chapter, and in
 //! Markdown the first definition of a label wins. This test scans the files
 //! (no rendering needed) so that a new link cannot quietly go dead.
+//!
+//! `names.rs` does the same for the names the course gives the code: every
+//! file, function, type and command it points at must exist in what
+//! `index.rs` reads of the sources.
+
+mod index;
+mod names;
 
 use std::collections::HashMap;
 use std::fs;
