@@ -25,24 +25,10 @@
 //!
 //! # On disk
 //!
-//! The table is kept in `SPOOL/.greylist`, one line per triplet event, so
-//! that recording a new sighting is one short append and one sync, not a
-//! rewrite of the whole table:
-//!
-//! ```text
-//! 192.0.2.0/24 alice@far.test bob@example.test 1764620000000 0
-//! 192.0.2.0/24 alice@far.test bob@example.test 1764620000000 1764620301000
-//! ```
-//!
-//! (network, sender (`<>` for the null sender), recipient, first seen and
-//! passed, in milliseconds since 1970, 0 for "not yet"); a later line for a
-//! triplet replaces an earlier one. A new sighting is synced before its
-//! `451` is sent, so a relay killed and restarted does not greylist the
-//! same retry again. At start, and whenever the log has grown to twice the
-//! table, it is *compacted*: the live entries are written to a new file
-//! with the library's durable write (temp file, sync, rename, sync the
-//! folder), so a crash in the middle leaves the old log or the new one,
-//! never half of either.
+//! The table is kept in `SPOOL/.greylist`, and a new sighting is on the
+//! disk (appended and synced) before its `451` is sent, so a relay killed
+//! and restarted does not greylist the same retry again. The log and its
+//! compaction are in `greylist_log.rs`.
 //!
 //! # Bounded
 //!
@@ -58,18 +44,13 @@
 //! an automatic pass for clients that retried correctly for a few different
 //! recipients, and lists of big senders known to retry from many addresses.
 
-use netlessons::durable::{self, TempFile};
+use crate::greylist_log::Log;
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// The file name of the table, in the spool folder. It starts with `.` so
-/// that it can never be taken for a mailbox.
-pub const FILE_NAME: &str = ".greylist";
 
 /// A retry must come within this long of the first sighting (RFC 6647
 /// §4.2 suggests a retry window of a day or more; 2 days is common).
@@ -131,17 +112,17 @@ pub enum Decision {
 /// The greylist table, shared by every SMTP session.
 #[derive(Debug)]
 pub struct Greylist {
-    path: PathBuf,
     config: Config,
     state: Mutex<State>,
 }
 
 /// One triplet's times, in milliseconds since 1970.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    first: u64,
+pub struct Entry {
+    /// When it was first seen.
+    pub first: u64,
     /// When it passed (or last renewed its pass); 0 while pending.
-    passed: u64,
+    pub passed: u64,
 }
 
 /// The table in memory, with an index by age for each kind of entry so that
@@ -153,10 +134,8 @@ struct State {
     pending: BTreeSet<(u64, Arc<str>)>,
     /// (passed, key) of every passed entry.
     passed: BTreeSet<(u64, Arc<str>)>,
-    /// The log, open for appending (once it exists).
-    log: Option<File>,
-    /// Lines in the log, to know when to compact it.
-    log_lines: usize,
+    /// The table on disk.
+    log: Log,
 }
 
 /// The key of a triplet: `NETWORK SENDER RECIPIENT`, all lower case.
@@ -213,63 +192,26 @@ impl Greylist {
     }
 
     fn open_at(spool: &Path, config: Config, now: u64) -> io::Result<Greylist> {
-        let path = spool.join(FILE_NAME);
-        for entry in fs::read_dir(spool)? {
-            let name = entry?.file_name();
-            if name
-                .to_str()
-                .is_some_and(|n| n.starts_with(&format!("{FILE_NAME}.tmp-")))
-            {
-                let _ = fs::remove_file(spool.join(name));
-            }
-        }
-        let mut entries: Vec<(String, Entry)> = Vec::new();
-        let mut damaged = 0;
-        let mut exists = true;
-        match File::open(&path) {
-            Ok(file) => {
-                for line in BufReader::new(file).split(b'\n') {
-                    let line = line?;
-                    match parse_line(&line) {
-                        Some(parsed) => entries.push(parsed),
-                        None if line.is_empty() => {}
-                        // A line cut short by a crash mid-append, or damage:
-                        // skipping it costs one extra greylisting at worst.
-                        None => damaged += 1,
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => exists = false,
-            Err(e) => return Err(e),
-        }
-        if damaged > 0 {
-            netlessons::log!(
-                "greylist: skipped {damaged} damaged line(s) in {}",
-                path.display()
-            );
-        }
+        let (log, replayed) = Log::replay(spool)?;
+        let exists = replayed.is_some();
         let mut state = State {
             entries: HashMap::new(),
             pending: BTreeSet::new(),
             passed: BTreeSet::new(),
-            log: None,
-            log_lines: 0,
+            log,
         };
-        for (key, entry) in entries {
+        for (key, entry) in replayed.unwrap_or_default() {
             state.put(Arc::from(key), entry, config.capacity);
         }
         state.expire_all(&config, now);
-        let greylist = Greylist {
-            path,
+        // No file yet: it is made with the first sighting.
+        if exists {
+            state.log.compact(&state.entries)?;
+        }
+        Ok(Greylist {
             config,
             state: Mutex::new(state),
-        };
-        // No file yet: it is made with the first sighting (a relay whose
-        // clients are all inside never writes one).
-        if exists {
-            greylist.compact(&mut lock(&greylist.state))?;
-        }
-        Ok(greylist)
+        })
     }
 
     /// How many triplets the table holds.
@@ -286,7 +228,10 @@ impl Greylist {
 
     fn check_at(&self, key: &str, now: u64) -> io::Result<Decision> {
         let config = &self.config;
-        let mut state = lock(&self.state);
+        let mut guard = lock(&self.state);
+        // Through the guard once, so that the log and the entries can be
+        // borrowed apart below.
+        let state = &mut *guard;
         let known = state.entries.get(key).copied();
         let (decision, write) = match known {
             Some(e) if e.passed > 0 && now.saturating_sub(e.passed) <= ms(config.pass_lifetime) => {
@@ -321,65 +266,18 @@ impl Greylist {
         };
         if let Some(entry) = write {
             // Disk first: the decision is only given once it is recorded.
-            state.append(&self.path, key, entry)?;
+            state.log.append(key, entry)?;
             state.put(Arc::from(key), entry, config.capacity);
-            if state.log_lines > 2 * state.entries.len() + 1000 {
+            if state.log.lines() > 2 * state.entries.len() + 1000 {
                 state.expire_all(config, now);
-                self.compact(&mut state)?;
+                state.log.compact(&state.entries)?;
             }
         }
         Ok(decision)
     }
-
-    /// Rewrites the log as one line per live entry, durably, and reopens it
-    /// for appending.
-    fn compact(&self, state: &mut State) -> io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let temp = TempFile::create_private_in(dir, &format!("{FILE_NAME}.tmp-"))?;
-        {
-            let mut out = io::BufWriter::new(temp.file());
-            writeln!(
-                out,
-                "# greylist: network sender recipient first-seen passed (ms since 1970, 0: pending)"
-            )?;
-            // Oldest first, so that a replay meets them in the order they came.
-            let mut all: Vec<(&Arc<str>, &Entry)> = state.entries.iter().collect();
-            all.sort_by_key(|(key, e)| (e.first, Arc::clone(key)));
-            for (key, entry) in all {
-                writeln!(out, "{key} {} {}", entry.first, entry.passed)?;
-            }
-            out.flush()?;
-        }
-        temp.persist(&self.path)?;
-        state.log = Some(OpenOptions::new().append(true).open(&self.path)?);
-        state.log_lines = state.entries.len();
-        Ok(())
-    }
 }
 
 impl State {
-    /// Appends one entry's line and syncs it (creating the log, and syncing
-    /// its folder so that its name is durable too, the first time).
-    fn append(&mut self, path: &Path, key: &str, entry: Entry) -> io::Result<()> {
-        if self.log.is_none() {
-            let log = OpenOptions::new().create(true).append(true).open(path)?;
-            durable::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-            self.log = Some(log);
-        }
-        let line = format!("{key} {} {}\n", entry.first, entry.passed);
-        // One write call for the whole line: a crash can cut it short, never
-        // interleave it with another (the mutex is held).
-        let log = self
-            .log
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the greylist log is not open"))?;
-        log.write_all(line.as_bytes())?;
-        // sync_data: the bytes and the file's new length, not its times.
-        log.sync_data()?;
-        self.log_lines += 1;
-        Ok(())
-    }
-
     /// Inserts or replaces an entry, keeping the age indexes right, and
     /// evicts the oldest if that takes the table over `capacity`.
     fn put(&mut self, key: Arc<str>, entry: Entry, capacity: usize) {
@@ -435,30 +333,13 @@ impl State {
     }
 }
 
-/// One log line: `NETWORK SENDER RECIPIENT FIRST PASSED`.
-fn parse_line(line: &[u8]) -> Option<(String, Entry)> {
-    let line = std::str::from_utf8(line).ok()?;
-    if line.starts_with('#') {
-        return None;
-    }
-    let parts: Vec<&str> = line.split(' ').collect();
-    let [network, from, rcpt, first, passed] = parts[..] else {
-        return None;
-    };
-    let printable = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
-    if !(printable(network) && printable(from) && printable(rcpt)) {
-        return None;
-    }
-    let entry = Entry {
-        first: first.parse().ok()?,
-        passed: passed.parse().ok()?,
-    };
-    Some((format!("{network} {from} {rcpt}"), entry))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::greylist_log::FILE_NAME;
+    use std::fs::{self, OpenOptions};
+    use std::io::Write;
+    use std::path::PathBuf;
 
     const S: u64 = 1000; // one second in ms
     const DAY: u64 = 24 * 3600 * S;

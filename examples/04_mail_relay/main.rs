@@ -15,10 +15,14 @@
 //! * `smtp.rs`: the SMTP conversation: commands, limits, who may relay,
 //!   and the three points where the spam filters decide.
 //! * `greet.rs`: the first filter, the greeting wait (before the banner).
-//! * `greylist.rs`: the second filter, greylisting (at `RCPT`).
+//! * `greylist.rs`: the second filter, greylisting (at `RCPT`), and
+//!   `greylist_log.rs`, its table on disk (an append-only log, compacted).
 //! * `data.rs`: the message text after `DATA`: where it ends, bare CR and
 //!   NUL, the body clock, streaming it to disk as it arrives.
-//! * `score.rs`: the third filter, content scoring (after `DATA`).
+//! * `score.rs`: the third filter, content scoring (after `DATA`), with
+//!   `spam_rules.rs` (the `--spam-rules` file and the `Score` it is written
+//!   in) and `spam_headers.rs` (reading the header section, and removing
+//!   the `X-Spam-*` fields a client wrote).
 //! * `bayes.rs`: chapter 11's exercise, a naive Bayes filter for `score.rs`.
 //! * `address.rs`: parsing `MAIL FROM:<…>` and `RCPT TO:<…>`.
 //! * `message.rs`: the `Received:` header, dates, the wire form of a message.
@@ -42,11 +46,14 @@ mod dedup;
 mod forward;
 mod greet;
 mod greylist;
+mod greylist_log;
 mod message;
 mod pop3;
 mod queue;
 mod score;
 mod smtp;
+mod spam_headers;
+mod spam_rules;
 mod spool;
 
 use netlessons::auth::{self, LoginThrottle, Users, new_secret};
@@ -378,9 +385,9 @@ fn run(args: &Matches) -> io::Result<()> {
 /// file is an error, and the relay does not start: a filter that silently
 /// ran without the rules its operator wrote would be worse.
 fn spam_scorer(args: &Matches) -> io::Result<score::Scorer> {
-    let threshold: score::Score = args.value("--spam-threshold");
+    let threshold: spam_rules::Score = args.value("--spam-threshold");
     let rules = match args.get("--spam-rules") {
-        Some(path) => score::load_rules(Path::new(path)).map_err(io::Error::other)?,
+        Some(path) => spam_rules::load_rules(Path::new(path)).map_err(io::Error::other)?,
         None => Vec::new(),
     };
     let mut scorer = score::Scorer::new(rules, threshold);

@@ -22,26 +22,20 @@
 //! message in a folder can be rescued, while a refused one is gone.
 //!
 //! The built-in rules are in [`builtin_rules`]; `--spam-rules FILE` adds more,
-//! one a line (see [`parse_rules`]):
+//! one a line, `NAME SCORE PART TEXT` (`spam_rules.rs` reads them).
 //!
-//! ```text
-//! # NAME          SCORE  PART            TEXT (a substring, any case)
-//! CHEAP_PILLS     4.5    body            cheap pills
-//! LOTTERY_SUBJ    3      subject         you have won
-//! FROM_FRIEND     -2.0   header:X-Mailer our own newsletter tool
-//! ```
-//!
-//! Reading a message: both passes ([`Scorer::scan`] and [`strip_spam_headers`]) read the stored
-//! message (`\n` line endings) a line at a time, so scoring a 10 MiB message
-//! needs no more memory than scoring a short one. (SpamAssassin instead reads
-//! the whole message, and its `spamc` client skips messages over 500 KB.)
+//! Reading a message: [`Scorer::scan`] reads the stored message (`\n` line
+//! endings) once, a line at a time, so scoring a 10 MiB message needs no
+//! more memory than scoring a short one. (SpamAssassin instead reads the
+//! whole message, and its `spamc` client skips messages over 500 KB.) The
+//! header section is read by `spam_headers.rs`, which also removes the
+//! `X-Spam-*` fields the client wrote before ours go on top.
 
 use crate::bayes::{self, Bayes};
+use crate::spam_headers::{HeaderSection, read_line};
+use crate::spam_rules::Score;
 use std::collections::BTreeSet;
-use std::fmt;
-use std::fs;
 use std::io::{self, BufRead};
-use std::path::Path;
 
 /// The standard test string of GTUBE, the Generic Test for Unsolicited Bulk
 /// Email. Every content filter treats a message containing it as spam, so
@@ -52,11 +46,6 @@ pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TES
 /// 1000 stars would break the 1000-byte line limit at the next hop.
 pub const MAX_STARS: i64 = 50;
 
-/// Header bytes kept for scoring: past this, further header fields are
-/// passed through but not scored (a message with megabytes of headers is
-/// not going to be scored any better for reading them all).
-const MAX_SCORED_HEADERS: usize = 64 * 1024;
-
 /// The naive Bayes filter (`--bayes`) reads the tokens of this much of a
 /// message at most, so a huge message cannot fill memory with tokens.
 const MAX_BAYES_BYTES: usize = 256 * 1024;
@@ -64,77 +53,6 @@ const MAX_BAYES_BYTES: usize = 256 * 1024;
 /// The rule the Bayes filter fires, and its score.
 pub const BAYES_RULE: &str = "BAYES_SPAM";
 const BAYES_SCORE: Score = Score(5_000);
-
-/// The longest line we read in one piece. Stored lines are at most 998 bytes
-/// (the SMTP session refuses longer ones), so this only guards the reader.
-const MAX_LINE: usize = 64 * 1024;
-
-/// A score in thousandths of a point. Scores are added up, so fixed point
-/// keeps `0.1 + 0.2` equal to `0.3`, and a score written `7.3` prints `7.3`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Score(pub i64);
-
-impl Score {
-    /// Parses a signed decimal with at most three digits after the point:
-    /// `5`, `-1.5`, `+0.25`. No exponents, no `nan`, no `inf`.
-    pub fn parse(text: &str) -> Result<Score, String> {
-        let bad = || format!("{text:?} is not a score (write a decimal such as 2.5 or -1)");
-        let (negative, digits) = match text.as_bytes().first() {
-            Some(b'-') => (true, &text[1..]),
-            Some(b'+') => (false, &text[1..]),
-            _ => (false, text),
-        };
-        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
-            return Err(bad());
-        }
-        if fraction.len() > 3 {
-            return Err(format!(
-                "{text:?} has more than three digits after the point"
-            ));
-        }
-        if digits.ends_with('.') {
-            return Err(bad());
-        }
-        let whole: i64 = whole
-            .parse()
-            .ok()
-            .filter(|w| *w <= 1_000_000)
-            .ok_or_else(|| format!("{text:?} is too large (at most 1000000)"))?;
-        let mut thousandths = 0;
-        for (i, digit) in fraction.bytes().enumerate() {
-            thousandths += i64::from(digit - b'0') * [100, 10, 1][i];
-        }
-        let value = whole * 1000 + thousandths;
-        Ok(Score(if negative { -value } else { value }))
-    }
-
-    /// Whole points, as `X-Spam-Level` counts them: 7.9 is 7, anything below
-    /// one point is 0.
-    pub fn whole_points(self) -> i64 {
-        self.0.max(0) / 1000
-    }
-}
-
-impl std::str::FromStr for Score {
-    type Err = String;
-
-    /// As [`Score::parse`], so that `--spam-threshold 5.0` parses like any flag.
-    fn from_str(text: &str) -> Result<Score, String> {
-        Score::parse(text)
-    }
-}
-
-impl fmt::Display for Score {
-    /// One decimal, rounded half away from zero: `7.25` → `7.3`, `-0.04` →
-    /// `0.0` (never `-0.0`).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tenths = (self.0.abs() + 50) / 100;
-        let sign = if self.0 < 0 && tenths > 0 { "-" } else { "" };
-        write!(f, "{sign}{}.{}", tenths / 10, tenths % 10)
-    }
-}
 
 /// Which part of a message a rule looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,93 +115,6 @@ pub fn builtin_rules() -> Vec<Rule> {
     ]
 }
 
-/// Reads a `--spam-rules` file. The error is the one line the relay prints
-/// before it stops: `FILE:N: reason`.
-pub fn load_rules(path: &Path) -> Result<Vec<Rule>, String> {
-    let text = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = String::from_utf8(text)
-        .map_err(|_| format!("{}: the file is not UTF-8 text", path.display()))?;
-    parse_rules(&text).map_err(|(line, why)| format!("{}:{line}: {why}", path.display()))
-}
-
-/// Parses rules, one a line: `NAME SCORE PART TEXT`. `#` starts a comment
-/// line; blank lines are skipped. On error: the line number (from 1) and why.
-///
-/// * NAME: letters, digits and `_`, starting with a letter (so it reads well
-///   in `tests=`), at most 40 characters, not used twice;
-/// * SCORE: a signed decimal ([`Score::parse`]);
-/// * PART: `subject`, `from`, `to`, `body` or `header:NAME`, in any case;
-/// * TEXT: the rest of the line, spaces included (trimmed at both ends),
-///   matched as a substring ignoring ASCII case.
-pub fn parse_rules(text: &str) -> Result<Vec<Rule>, (usize, String)> {
-    let mut rules: Vec<Rule> = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let rule = parse_rule(line).map_err(|why| (number, why))?;
-        let taken = builtin_rules()
-            .iter()
-            .chain(&rules)
-            .any(|r| r.name == rule.name);
-        if taken {
-            return Err((
-                number,
-                format!("the rule name {} is already used", rule.name),
-            ));
-        }
-        rules.push(rule);
-    }
-    Ok(rules)
-}
-
-/// One non-comment line of a rules file.
-fn parse_rule(line: &str) -> Result<Rule, String> {
-    let mut words = line.splitn(4, char::is_whitespace);
-    let (Some(name), Some(score), Some(part), Some(text)) =
-        (words.next(), words.next(), words.next(), words.next())
-    else {
-        return Err(
-            "expected NAME SCORE PART TEXT, for example: CHEAP 2.5 body cheap pills".into(),
-        );
-    };
-    let name_ok = name.len() <= 40
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !name_ok {
-        return Err(format!(
-            "{name:?} is not a rule name (letters, digits and _, starting with a letter, at most 40)"
-        ));
-    }
-    let score = Score::parse(score)?;
-    let lower = part.to_ascii_lowercase();
-    let part = match lower.as_str() {
-        "subject" => Part::Subject,
-        "from" => Part::From,
-        "to" => Part::To,
-        "body" => Part::Body,
-        _ => match lower.strip_prefix("header:") {
-            Some(field) if is_field_name(field.as_bytes()) => Part::Header(field.to_string()),
-            _ => {
-                return Err(format!(
-                    "{part:?} is not a part (use subject, from, to, body or header:NAME)"
-                ));
-            }
-        },
-    };
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("the TEXT to look for is empty".into());
-    }
-    Ok(Rule {
-        name: name.to_string(),
-        score,
-        test: Test::Contains(part, text.to_ascii_lowercase().into_bytes()),
-    })
-}
-
 /// What the scorer knows about where a message came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
@@ -305,7 +136,7 @@ pub struct Verdict {
     /// The naive Bayes probability, with `--bayes`.
     pub bayes: Option<f64>,
     /// How many `X-Spam-*` fields the client put in the message (to be
-    /// removed: see [`strip_spam_headers`]).
+    /// removed: see `spam_headers::strip_spam_headers`).
     pub client_spam_fields: usize,
 }
 
@@ -383,8 +214,8 @@ impl Scorer {
 
     /// Reads a stored message (`\n` line endings) once and scores it.
     ///
-    /// The header section is collected (up to [`MAX_SCORED_HEADERS`]) and
-    /// unfolded; the body is searched as it streams past, keeping only the
+    /// The header section is collected (up to a limit, by [`HeaderSection`])
+    /// and unfolded; the body is searched as it streams past, keeping only the
     /// last few bytes of each piece so that a phrase split between two
     /// pieces is still found.
     pub fn scan<R: BufRead>(&self, mut message: R, origin: Origin<'_>) -> io::Result<Verdict> {
@@ -476,55 +307,6 @@ impl Scorer {
     }
 }
 
-/// The header section of a message as [`Scorer::scan`] reads it.
-#[derive(Debug, Default)]
-struct HeaderSection {
-    /// (name in lower case, unfolded value), up to [`MAX_SCORED_HEADERS`].
-    fields: Vec<(String, Vec<u8>)>,
-    /// Bytes of header section read so far.
-    size: usize,
-    /// `X-Spam-*` fields the client wrote.
-    client_spam_fields: usize,
-    /// The blank line (or a line that is not a header) has been seen.
-    ended: bool,
-}
-
-impl HeaderSection {
-    /// Takes `line` if it belongs to the header section (a field, a folded
-    /// continuation, or the blank line that ends it); false for a body line.
-    fn take(&mut self, line: &[u8]) -> bool {
-        if self.ended {
-            return false;
-        }
-        match header_line(line, self.fields.is_empty()) {
-            HeaderLine::Field(name, value) => {
-                self.size += line.len();
-                self.client_spam_fields += usize::from(is_spam_field(&name));
-                if self.size <= MAX_SCORED_HEADERS {
-                    self.fields.push((name, value.to_vec()));
-                }
-            }
-            HeaderLine::Continuation(more) => {
-                self.size += line.len();
-                if self.size <= MAX_SCORED_HEADERS
-                    && let Some((_, value)) = self.fields.last_mut()
-                {
-                    value.push(b' ');
-                    value.extend_from_slice(more);
-                }
-            }
-            HeaderLine::End => self.ended = true,
-            // Not a header line: the message has no (more) header section,
-            // and this line is the first of the body.
-            HeaderLine::NotHeader => {
-                self.ended = true;
-                return false;
-            }
-        }
-        true
-    }
-}
-
 /// Does a header-side test match? Body tests were done while reading.
 fn header_test(test: &Test, fields: &[(String, Vec<u8>)], origin: Origin<'_>) -> bool {
     fn named<'f>(
@@ -579,99 +361,6 @@ fn from_domain(value: &[u8]) -> Option<String> {
     (!domain.is_empty()).then_some(domain)
 }
 
-/// Reads a stored message and hands every line (with its `\n`) to `keep`,
-/// except the `X-Spam-*` fields the client sent (any case, with their
-/// folded continuation lines): a spammer who writes `X-Spam-Flag: NO` into
-/// its message must not be believed, and our own verdict
-/// ([`Verdict::headers`]) goes on top instead. The body is passed on as it is.
-///
-/// Returns how many client `X-Spam-*` fields were left out.
-pub fn strip_spam_headers<R: BufRead>(
-    mut message: R,
-    mut keep: impl FnMut(&[u8]) -> io::Result<()>,
-) -> io::Result<usize> {
-    let mut line = Vec::new();
-    let mut in_headers = true;
-    let mut first = true;
-    let mut skipping = false;
-    let mut removed = 0;
-    loop {
-        line.clear();
-        if read_line(&mut message, &mut line)? == 0 {
-            return Ok(removed);
-        }
-        if in_headers {
-            match header_line(&line, first) {
-                HeaderLine::Field(name, _) => {
-                    first = false;
-                    skipping = is_spam_field(&name);
-                    if skipping {
-                        removed += 1;
-                        continue;
-                    }
-                }
-                HeaderLine::Continuation(_) if skipping => continue,
-                HeaderLine::Continuation(_) => {}
-                HeaderLine::End | HeaderLine::NotHeader => in_headers = false,
-            }
-        }
-        keep(&line)?;
-    }
-}
-
-/// Is this (lower-case) field name one of the fields a filter writes?
-fn is_spam_field(name: &str) -> bool {
-    name.starts_with("x-spam-")
-}
-
-/// How a line of the header section reads.
-enum HeaderLine<'a> {
-    /// `Name: value`: the name in lower case, the value trimmed.
-    Field(String, &'a [u8]),
-    /// A folded continuation of the field before (starts with a space or tab).
-    Continuation(&'a [u8]),
-    /// The empty line that ends the header section.
-    End,
-    /// Not a header line at all.
-    NotHeader,
-}
-
-/// Classifies one line (with or without its `\n`) of the header section.
-/// `first`: no field has been seen yet, so a leading space cannot continue one.
-fn header_line(line: &[u8], first: bool) -> HeaderLine<'_> {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.is_empty() {
-        return HeaderLine::End;
-    }
-    if matches!(line[0], b' ' | b'\t') {
-        return if first {
-            HeaderLine::NotHeader
-        } else {
-            HeaderLine::Continuation(line.trim_ascii())
-        };
-    }
-    match line.iter().position(|&b| b == b':') {
-        Some(colon) if is_field_name(&line[..colon]) => HeaderLine::Field(
-            String::from_utf8_lossy(&line[..colon]).to_ascii_lowercase(),
-            line[colon + 1..].trim_ascii(),
-        ),
-        _ => HeaderLine::NotHeader,
-    }
-}
-
-/// RFC 5322 §3.6.8: a field name is 1 or more printable ASCII characters
-/// other than `:` (and no spaces).
-fn is_field_name(name: &[u8]) -> bool {
-    !name.is_empty() && name.iter().all(|&b| b.is_ascii_graphic() && b != b':')
-}
-
-/// Reads up to and including the next `\n` (or [`MAX_LINE`] bytes, or the
-/// end), appending to `buf`. Returns the number of bytes read (0 at the end).
-fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
-    <&mut R as io::Read>::take(reader, MAX_LINE as u64).read_until(b'\n', buf)
-}
-
 /// Is `needle` somewhere in `haystack`?
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
@@ -680,6 +369,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spam_rules::parse_rules;
 
     fn origin(outside: bool) -> Origin<'static> {
         static DOMAINS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
@@ -696,23 +386,6 @@ mod tests {
     const CLEAN: &str = "From: Alice <alice@elsewhere.test>\nTo: bob@example.test\n\
                          Subject: lunch\nDate: Tue, 1 Dec 2026 12:00:00 +0000\n\
                          Message-ID: <1@elsewhere.test>\n\nSee you at noon.\n";
-
-    /// Scores parse exactly, print with one decimal, and refuse what is not a plain decimal.
-    #[test]
-    fn scores_are_exact_decimals() {
-        assert_eq!(Score::parse("7.3"), Ok(Score(7300)));
-        assert_eq!(Score::parse("-1.25"), Ok(Score(-1250)));
-        assert_eq!(Score::parse("+2"), Ok(Score(2000)));
-        assert_eq!(Score(7250).to_string(), "7.3");
-        assert_eq!(Score(-40).to_string(), "0.0");
-        assert_eq!(Score(-1250).to_string(), "-1.3");
-        assert_eq!(Score(1_000_000).to_string(), "1000.0");
-        for bad in [
-            "", "-", "1.", ".5", "1e3", "nan", "inf", "1.2345", "1,5", "2000000",
-        ] {
-            assert!(Score::parse(bad).is_err(), "{bad:?} was accepted");
-        }
-    }
 
     /// A clean, complete message fires nothing and gets `No`, `tests=none`, an empty level.
     #[test]
@@ -802,64 +475,6 @@ mod tests {
         let reader = io::BufReader::with_capacity(16, message.as_bytes());
         let verdict = scorer.scan(reader, origin(false)).unwrap();
         assert!(verdict.tests.contains(&"TWO".to_string()), "{verdict:?}");
-    }
-
-    /// Every kind of bad rules line is refused with its line number and a reason.
-    #[test]
-    fn bad_rule_lines() {
-        for (text, needle) in [
-            ("A 1 body", "NAME SCORE PART TEXT"),
-            ("1A 1 body x", "not a rule name"),
-            ("A one body x", "not a score"),
-            ("A 1 head x", "not a part"),
-            ("A 1 header: x", "not a part"),
-            ("A 1 body x\nA 2 body y", "already used"),
-            ("GTUBE 1 body x", "already used"),
-        ] {
-            let (line, why) = parse_rules(&format!("# rules\n{text}\n")).unwrap_err();
-            assert!(line >= 2, "{text:?}: line {line}");
-            assert!(why.contains(needle), "{text:?}: {why}");
-        }
-        let dir = std::env::temp_dir().join(format!("score-rules-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("rules");
-        fs::write(&path, "OK 1 body fine\n\nBROKEN 1 nowhere x\n").unwrap();
-        let err = load_rules(&path).unwrap_err();
-        assert_eq!(
-            err,
-            format!(
-                "{}:3: \"nowhere\" is not a part (use subject, from, to, body or header:NAME)",
-                path.display()
-            )
-        );
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    /// Client X-Spam-* fields go, folded lines included, in any case; nothing
-    /// else changes, and the body is never touched.
-    #[test]
-    fn rewrite_removes_client_spam_headers() {
-        let verdict = Verdict {
-            score: Score(0),
-            required: Score(5000),
-            tests: Vec::new(),
-            bayes: None,
-            client_spam_fields: 0,
-        };
-        let message = "X-Spam-Flag: NO\nSubject: hi\nx-spam-status: No,\n  score=-100\n\
-                       X-SPAM-LEVEL:\nX-Spammy: kept\n\nX-Spam-Flag: in the body stays\n";
-        let mut out = verdict.headers().into_bytes();
-        let removed = strip_spam_headers(message.as_bytes(), |line| {
-            out.extend_from_slice(line);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(removed, 3);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "X-Spam-Status: No, score=0.0 required=5.0 tests=none\nX-Spam-Level: \n\
-             Subject: hi\nX-Spammy: kept\n\nX-Spam-Flag: in the body stays\n"
-        );
     }
 
     /// A negative total shows no stars and is not spam; exactly the threshold is spam.

@@ -642,7 +642,7 @@ impl Session<'_> {
             .scan(BufReader::new(draft.reader()?), origin)?;
         if verdict.client_spam_fields > 0 {
             let mut clean = self.service.spool.new_draft()?;
-            crate::score::strip_spam_headers(BufReader::new(draft.reader()?), |line| {
+            crate::spam_headers::strip_spam_headers(BufReader::new(draft.reader()?), |line| {
                 clean.push_line(line.strip_suffix(b"\n").unwrap_or(line));
                 Ok(())
             })?;
