@@ -6,12 +6,13 @@
 
 mod common;
 
+use common::files::FileClient;
 use common::have;
 use netlessons::auth::{self, Users};
 use netlessons::connection::Connection;
 use netlessons::server::{Server, ServerConfig, ShutdownHandle};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
@@ -82,56 +83,17 @@ impl Drop for HandshakeServer {
     }
 }
 
-/// A raw client: our own bytes on the wire, no library in the way.
-struct Raw {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Raw {
-    fn connect(addr: SocketAddr) -> Raw {
-        let stream = common::connect(addr);
-        Raw {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    /// One line without its `\n`; panics if the server closed instead.
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        assert!(line.ends_with('\n'), "expected a whole line, got {line:?}");
-        line.pop();
-        line
-    }
-
-    /// The server's nonce from its `AUTH HMAC-SHA256 <sn>` challenge.
-    fn challenge(&mut self) -> String {
-        let line = self.line();
-        let sn = line
-            .strip_prefix("AUTH HMAC-SHA256 ")
-            .expect("a challenge")
-            .to_string();
-        assert_eq!(sn.len(), 64, "the nonce is 32 bytes in hex");
-        assert!(
-            sn.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-            "lowercase hex"
-        );
-        sn
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).unwrap();
-    }
-
-    /// Everything left until the server closes.
-    fn rest(&mut self) -> Vec<u8> {
-        let mut rest = Vec::new();
-        self.reader.read_to_end(&mut rest).unwrap();
-        rest
-    }
+/// The server's nonce from its `AUTH HMAC-SHA256 <sn>` challenge, checked
+/// for its form: 32 bytes in lowercase hex.
+fn challenge(client: &mut FileClient) -> String {
+    let sn = client.challenge();
+    assert_eq!(sn.len(), 64, "the nonce is 32 bytes in hex");
+    assert!(
+        sn.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "lowercase hex"
+    );
+    sn
 }
 
 /// A valid answer to the challenge `sn`, as an honest client computes it.
@@ -147,11 +109,11 @@ fn try_answer(
     server: &HandshakeServer,
     answer_line: impl Fn(&str) -> Vec<u8>,
 ) -> (Vec<u8>, Duration) {
-    let mut raw = Raw::connect(server.addr);
-    let sn = raw.challenge();
+    let mut raw = FileClient::connect(server.addr);
+    let sn = challenge(&mut raw);
     let start = Instant::now();
-    raw.send(&answer_line(&sn));
-    let rest = raw.rest();
+    raw.send_bytes(&answer_line(&sn));
+    let rest = raw.rest_clean();
     (rest, start.elapsed())
 }
 
@@ -271,16 +233,16 @@ fn parallel_guesses_are_answered_one_after_another() {
     );
     let server = HandshakeServer::start_with(throttle);
     let cn = "33".repeat(32);
-    let mut clients: Vec<(Raw, String)> = (0..GUESSES)
+    let mut clients: Vec<(FileClient, String)> = (0..GUESSES)
         .map(|_| {
-            let mut raw = Raw::connect(server.addr);
-            let sn = raw.challenge();
+            let mut raw = FileClient::connect(server.addr);
+            let sn = challenge(&mut raw);
             (raw, sn)
         })
         .collect();
     let start = Instant::now();
     for (raw, sn) in &mut clients {
-        raw.send(answer("ada", "a-guess", sn, &cn).as_bytes());
+        raw.send_bytes(answer("ada", "a-guess", sn, &cn).as_bytes());
     }
     let readers: Vec<_> = clients
         .into_iter()
@@ -402,10 +364,10 @@ fn every_failure_looks_the_same() {
 #[test]
 fn crlf_answer_is_accepted() {
     let server = HandshakeServer::start();
-    let mut raw = Raw::connect(server.addr);
-    let sn = raw.challenge();
+    let mut raw = FileClient::connect(server.addr);
+    let sn = challenge(&mut raw);
     let cn = "33".repeat(32);
-    raw.send(
+    raw.send_bytes(
         answer("ada", "s3cret", &sn, &cn)
             .replace('\n', "\r\n")
             .as_bytes(),
@@ -423,18 +385,18 @@ fn crlf_answer_is_accepted() {
 fn replayed_response_is_denied() {
     let server = HandshakeServer::start();
     // An eavesdropper records a complete, successful login…
-    let mut first = Raw::connect(server.addr);
-    let sn1 = first.challenge();
+    let mut first = FileClient::connect(server.addr);
+    let sn1 = challenge(&mut first);
     let captured = answer("ada", "s3cret", &sn1, &"44".repeat(32));
-    first.send(captured.as_bytes());
+    first.send_bytes(captured.as_bytes());
     assert!(first.line().starts_with("OK "), "the honest login works");
     assert_eq!(server.verdict().as_deref(), Some("ada"));
     // …and plays it back on a new connection.
-    let mut second = Raw::connect(server.addr);
-    let sn2 = second.challenge();
+    let mut second = FileClient::connect(server.addr);
+    let sn2 = challenge(&mut second);
     assert_ne!(sn1, sn2, "a fresh nonce per connection");
-    second.send(captured.as_bytes());
-    assert_eq!(second.rest(), b"DENIED\n");
+    second.send_bytes(captured.as_bytes());
+    assert_eq!(second.rest_clean(), b"DENIED\n");
     assert_eq!(server.verdict(), None);
 }
 

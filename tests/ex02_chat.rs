@@ -8,10 +8,11 @@
 mod common;
 
 use assert_cmd::Command as AssertCommand;
+use common::chat::Chatter;
 use common::{Server, connect, have, reference_only, say};
 use predicates::prelude::*;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
@@ -19,139 +20,6 @@ use std::time::{Duration, Instant};
 
 const SERVER: &str = "02_chat_server";
 const CLIENT: &str = "02_chat_client";
-
-/// A chat client made of a raw socket, as a test sees the server: send a
-/// line, expect a line.
-struct Chatter {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    /// The name the server gave us (kept up to date by the helpers).
-    name: String,
-}
-
-impl Chatter {
-    /// Connects without reading anything yet.
-    fn raw(addr: SocketAddr) -> Chatter {
-        let stream = connect(addr);
-        Chatter {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-            name: String::new(),
-        }
-    }
-
-    /// Connects and reads the welcome line; `name` is the guest name the
-    /// contract says this client gets.
-    fn join(addr: SocketAddr, name: &str) -> Chatter {
-        let mut chatter = Chatter::raw(addr);
-        let welcome = chatter.line();
-        assert!(
-            welcome.starts_with("* welcome"),
-            "expected a welcome line, got {welcome:?}"
-        );
-        chatter.name = name.to_string();
-        chatter
-    }
-
-    /// Sends raw bytes.
-    fn send_bytes(&mut self, bytes: &[u8]) {
-        self.writer
-            .write_all(bytes)
-            .expect("sending to the chat server");
-    }
-
-    /// Sends one line (the `\n` is added).
-    fn send(&mut self, line: &str) {
-        self.send_bytes(format!("{line}\n").as_bytes());
-    }
-
-    /// The next line from the server, without its `\n`.
-    fn line(&mut self) -> String {
-        self.line_or(|e| format!("no line came from the server ({})", why_none(&e)))
-    }
-
-    /// Like [`line`](Chatter::line), with `why` explaining a read error.
-    fn line_or(&mut self, why: impl Fn(io::Error) -> String) -> String {
-        let mut bytes = Vec::new();
-        match self.reader.read_until(b'\n', &mut bytes) {
-            Ok(0) => panic!(
-                "{}: the server closed the connection, a line was expected",
-                self.name
-            ),
-            Ok(_) => {}
-            Err(e) => panic!("{}: {}", self.name, why(e)),
-        }
-        assert_eq!(
-            bytes.pop(),
-            Some(b'\n'),
-            "{}: a line must end with \\n",
-            self.name
-        );
-        String::from_utf8(bytes).unwrap_or_else(|e| panic!("{}: not UTF-8: {e}", self.name))
-    }
-
-    /// Asserts the next line is exactly `want`.
-    fn expect(&mut self, want: &str) {
-        let got = self.line_or(|e| {
-            format!(
-                "expected the line {want:?}, but no line came ({})",
-                why_none(&e)
-            )
-        });
-        assert!(
-            got == want,
-            "{}: wrong line from the server\n  expected: {want:?}\n  came:     {got:?}",
-            self.name
-        );
-    }
-
-    /// Asserts the next line is an error (`! …`) and returns it.
-    fn expect_error(&mut self) -> String {
-        let got = self.line();
-        assert!(
-            got.starts_with("! "),
-            "{}: expected an error line (! …), got {got:?}",
-            self.name
-        );
-        got
-    }
-
-    /// Asks `/who` and asserts the answer. Because the server answers in
-    /// order, this also proves that nothing else was waiting for us first.
-    fn expect_who(&mut self, names: &str) {
-        self.send("/who");
-        self.expect(&format!("* online: {names}"));
-    }
-
-    /// Asserts that the server closes the connection next (no more lines).
-    fn expect_closed(&mut self) {
-        let mut rest = Vec::new();
-        match self.reader.read_to_end(&mut rest) {
-            Ok(_) => assert!(
-                rest.is_empty(),
-                "{}: expected a close, got {:?}",
-                self.name,
-                String::from_utf8_lossy(&rest)
-            ),
-            // A reset is a close too (the server may close with our bytes unread).
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
-            Err(e) => panic!(
-                "{}: expected the server to close the connection: {e}",
-                self.name
-            ),
-        }
-    }
-}
-
-/// Why a read found no line, in words: a timeout is the server staying silent.
-fn why_none(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            format!("the server sent nothing for {:?}", common::IO_TIMEOUT)
-        }
-        _ => format!("reading failed: {e}"),
-    }
-}
 
 /// Connects `n` clients one after another, as the contract names them
 /// (`guest1`, `guest2`, …); each earlier client sees each later one join.
@@ -206,15 +74,8 @@ fn a_join_storm_keeps_every_announcement() {
             thread::spawn(move || {
                 (0..STORM / THREADS)
                     .map(|_| {
-                        let mut c = Chatter::raw(addr);
-                        let welcome = c.line();
                         // "* welcome, you are guestN (type /help …)"
-                        c.name = welcome
-                            .strip_prefix("* welcome, you are ")
-                            .and_then(|rest| rest.split(' ').next())
-                            .unwrap_or_else(|| panic!("not a welcome: {welcome:?}"))
-                            .to_string();
-                        c
+                        Chatter::join_guest(addr)
                     })
                     .collect::<Vec<_>>()
             })

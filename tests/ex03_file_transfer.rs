@@ -11,16 +11,16 @@ mod common;
 
 use assert_cmd::Command as AssertCommand;
 use common::fake::FakeServer;
+use common::files::{FileClient, hex_digest};
 use common::report::assert_bytes;
 use common::{
     Rng, Server, dir_entries, file_login_lines, have, override_command, reference_only, temp_dir,
 };
 use netlessons::auth;
-use netlessons::sha256::{sha256, to_hex};
 use predicates::prelude::*;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
@@ -93,134 +93,6 @@ fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     }
 }
 
-fn hex_digest(data: &[u8]) -> String {
-    to_hex(&sha256(data))
-}
-
-/// A raw protocol client: our own bytes on the wire, so the tests see
-/// exactly what the server sends.
-struct Raw {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Raw {
-    fn connect(addr: SocketAddr) -> Raw {
-        let stream = common::connect(addr);
-        Raw {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    /// Connects and logs in, checking the server's proof as a client must.
-    fn login(addr: SocketAddr, user: &str, secret: &str) -> Raw {
-        let mut raw = Raw::connect(addr);
-        let sn = raw.challenge();
-        let login = file_login_lines(&sn, user, secret).unwrap();
-        raw.send(&login.line);
-        let ok = raw.line();
-        assert_eq!(ok, login.ok, "login as {user}");
-        raw
-    }
-
-    /// The server nonce from `AUTH HMAC-SHA256 <sn>`.
-    fn challenge(&mut self) -> String {
-        let line = self.line();
-        line.strip_prefix("AUTH HMAC-SHA256 ")
-            .unwrap_or_else(|| panic!("expected the AUTH challenge, got {line:?}"))
-            .to_string()
-    }
-
-    /// Sends one line (a `\n` is added).
-    fn send(&mut self, line: impl AsRef<[u8]>) {
-        let mut bytes = line.as_ref().to_vec();
-        bytes.push(b'\n');
-        self.writer.write_all(&bytes).unwrap();
-    }
-
-    /// Reads one line, without its `\n`.
-    fn line(&mut self) -> String {
-        let mut line = Vec::new();
-        self.reader.read_until(b'\n', &mut line).unwrap();
-        assert!(
-            line.ends_with(b"\n"),
-            "expected a line, got {:?}",
-            String::from_utf8_lossy(&line)
-        );
-        line.pop();
-        String::from_utf8(line).expect("a UTF-8 reply line")
-    }
-
-    /// Sends a line and returns the reply line.
-    fn ask(&mut self, line: impl AsRef<[u8]>) -> String {
-        self.send(line);
-        self.line()
-    }
-
-    /// Uploads `data` as `name`, expecting `READY`; returns the final reply.
-    fn put(&mut self, name: &str, data: &[u8]) -> String {
-        let ready = self.ask(format!("PUT {name} {} {}", data.len(), hex_digest(data)));
-        assert_eq!(ready, "READY", "PUT {name}");
-        self.writer.write_all(data).unwrap();
-        self.line()
-    }
-
-    /// Uploads and asserts the server confirmed size and digest.
-    fn put_ok(&mut self, name: &str, data: &[u8]) {
-        assert_eq!(
-            self.put(name, data),
-            format!("OK {} {}", data.len(), hex_digest(data)),
-            "PUT {name}"
-        );
-    }
-
-    /// Downloads `name`: `Ok(bytes)` after checking size and digest, or `Err(reply)`.
-    fn get(&mut self, name: &str) -> Result<Vec<u8>, String> {
-        let header = self.ask(format!("GET {name}"));
-        let Some(rest) = header.strip_prefix("OK ") else {
-            return Err(header);
-        };
-        let (size, digest) = rest.split_once(' ').expect("OK <size> <sha256>");
-        let mut body = vec![0u8; size.parse().unwrap()];
-        self.reader.read_exact(&mut body).unwrap();
-        assert_eq!(
-            hex_digest(&body),
-            digest,
-            "GET {name}: body and digest disagree"
-        );
-        Ok(body)
-    }
-
-    /// `LIST` as (size, digest, name) triples.
-    fn list(&mut self) -> Vec<(u64, String, String)> {
-        let header = self.ask("LIST");
-        let n: usize = header
-            .strip_prefix("OK ")
-            .and_then(|n| n.parse().ok())
-            .expect("OK <n>");
-        (0..n)
-            .map(|_| {
-                let line = self.line();
-                let mut words = line.splitn(3, ' ');
-                let size = words.next().unwrap().parse().expect("a size");
-                (
-                    size,
-                    words.next().unwrap().to_string(),
-                    words.next().expect("a name").to_string(),
-                )
-            })
-            .collect()
-    }
-
-    /// Everything the server sends until it closes.
-    fn rest(&mut self) -> Vec<u8> {
-        let mut rest = Vec::new();
-        let _ = self.reader.read_to_end(&mut rest);
-        rest
-    }
-}
-
 /// The client example (or a learner's client) working in `cwd` against
 /// `addr`, with the test secret in `NETLESSONS_SECRET`.
 ///
@@ -289,7 +161,7 @@ fn client_example_round_trips() {
 fn raw_protocol_round_trips() {
     let setup = Setup::new("raw-round-trips");
     let server = setup.start(&[]);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     let mut rng = Rng::from_time("raw_protocol_round_trips");
     for size in [0, 1, 64 * 1024 + 1, 20 * 1024 * 1024] {
         let mut data = rng.bytes(size);
@@ -317,7 +189,7 @@ fn raw_protocol_round_trips() {
 fn put_replaces_an_existing_file() {
     let setup = Setup::new("replace");
     let server = setup.start(&[]);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     raw.put_ok("notes.txt", b"first version\n");
     raw.put_ok("notes.txt", b"second\n");
     assert_eq!(raw.get("notes.txt").unwrap(), b"second\n");
@@ -330,7 +202,7 @@ fn put_replaces_an_existing_file() {
 fn list_is_sorted_and_shows_only_servable_files() {
     let setup = Setup::new("list");
     let server = setup.start(&[]);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     assert!(raw.list().is_empty(), "an empty root lists nothing");
     let files: [(&str, &[u8]); 4] = [
         ("b.txt", b"bee\n"),
@@ -368,7 +240,7 @@ fn bad_names_are_refused_and_nothing_outside_the_root_changes() {
     fs::write(setup.dir.join("x"), b"outside").unwrap();
     let server = setup.start(&[]);
     let before = dir_entries(&setup.dir);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     let long = "a".repeat(256);
     let bad: Vec<&[u8]> = vec![
         b"../x",
@@ -437,7 +309,7 @@ fn symlinks_are_not_followed_out_of_the_root() {
     std::os::unix::fs::symlink("../secret.txt", setup.root.join("link.txt")).unwrap();
     std::os::unix::fs::symlink(&outside, setup.root.join("abs-link")).unwrap();
     let server = setup.start(&[]);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     assert_eq!(raw.get("link.txt"), Err("ERR no such file".to_string()));
     assert_eq!(raw.get("abs-link"), Err("ERR no such file".to_string()));
     assert!(raw.list().is_empty(), "symlinks are not listed");
@@ -461,7 +333,7 @@ fn symlinks_are_not_followed_out_of_the_root() {
 fn missing_file_is_no_such_file() {
     let setup = Setup::new("missing");
     let server = setup.start(&[]);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     assert_eq!(
         raw.get("nothing-here.txt"),
         Err("ERR no such file".to_string())
@@ -476,7 +348,7 @@ fn missing_file_is_no_such_file() {
 fn malformed_requests_are_refused() {
     let setup = Setup::new("malformed");
     let server = setup.start(&[]);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     let digest = hex_digest(b"abc");
     for (request, reply) in [
         (format!("PUT a.txt -3 {digest}"), "ERR bad request"),
@@ -505,22 +377,22 @@ fn wrong_secret_and_unknown_user_get_the_same_denied() {
     let server = setup.start(&[]);
     let attempts: [(&str, &str); 3] = [("learner", "guess"), ("nobody", SECRET), ("ada", SECRET)];
     for (user, secret) in attempts {
-        let mut raw = Raw::connect(server.addr());
+        let mut raw = FileClient::connect(server.addr());
         let sn = raw.challenge();
         raw.send(file_login_lines(&sn, user, secret).unwrap().line);
         assert_eq!(raw.rest(), b"DENIED\n", "{user} with a wrong secret");
     }
-    let mut raw = Raw::connect(server.addr());
+    let mut raw = FileClient::connect(server.addr());
     raw.challenge();
     raw.send("AUTH learner");
     assert_eq!(raw.rest(), b"DENIED\n", "malformed AUTH line");
     // A command before logging in is not a way around the handshake.
-    let mut raw = Raw::connect(server.addr());
+    let mut raw = FileClient::connect(server.addr());
     raw.challenge();
     raw.send("LIST");
     assert_eq!(raw.rest(), b"DENIED\n", "LIST instead of AUTH");
     // And a secret with colons in it (split at the first ':') works.
-    Raw::login(server.addr(), "ada", "pw:with:colons");
+    FileClient::login(server.addr(), "ada", "pw:with:colons");
 }
 
 /// The client example explains a wrong secret and exits non-zero.
@@ -544,12 +416,12 @@ fn client_example_explains_denied() {
 fn replayed_response_is_denied() {
     let setup = Setup::new("replay");
     let server = setup.start(&[]);
-    let mut first = Raw::connect(server.addr());
+    let mut first = FileClient::connect(server.addr());
     let sn = first.challenge();
     let captured = file_login_lines(&sn, "learner", SECRET).unwrap().line;
     first.send(&captured);
     assert!(first.line().starts_with("OK "));
-    let mut second = Raw::connect(server.addr());
+    let mut second = FileClient::connect(server.addr());
     assert_ne!(
         second.challenge(),
         sn,
@@ -569,7 +441,7 @@ fn python_client_logs_in_and_downloads() {
     let setup = Setup::new("python");
     let server = setup.start(&[]);
     let data = Rng::new(3).bytes(300_000);
-    Raw::login(server.addr(), "learner", SECRET).put_ok("data.bin", &data);
+    FileClient::login(server.addr(), "learner", SECRET).put_ok("data.bin", &data);
     let script = r#"
 import hashlib, hmac, os, socket, sys
 port, user, secret, name = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode(), sys.argv[4]
@@ -619,7 +491,7 @@ with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
 fn digest_mismatch_stores_nothing() {
     let setup = Setup::new("mismatch");
     let server = setup.start(&[]);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     raw.put_ok("kept.txt", b"the good version");
     for name in ["new.txt", "kept.txt"] {
         let claimed = hex_digest(b"what I said I would send");
@@ -661,7 +533,7 @@ fn a_full_disk_mid_upload_gets_err_disk_full() {
         .arg("--users")
         .arg(&setup.users);
     let server = Server::start_command(SERVER, cmd, 1);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(raw.put("big.bin", &big), "ERR disk full");
     server.expect_stderr("refused big.bin: disk full", Duration::from_secs(10));
@@ -679,9 +551,9 @@ fn a_full_disk_mid_upload_gets_err_disk_full() {
 }
 
 /// Starts an upload of `total` bytes and sends only `sent` of them.
-fn start_partial_upload(addr: SocketAddr, name: &str, total: usize, sent: usize) -> Raw {
+fn start_partial_upload(addr: SocketAddr, name: &str, total: usize, sent: usize) -> FileClient {
     let data = Rng::new(9).bytes(total);
-    let mut raw = Raw::login(addr, "learner", SECRET);
+    let mut raw = FileClient::login(addr, "learner", SECRET);
     assert_eq!(
         raw.ask(format!("PUT {name} {total} {}", hex_digest(&data))),
         "READY"
@@ -696,7 +568,7 @@ fn start_partial_upload(addr: SocketAddr, name: &str, total: usize, sent: usize)
 fn client_dropped_mid_upload_leaves_nothing() {
     let setup = Setup::new("client-dropped");
     let server = setup.start(&[]);
-    Raw::login(server.addr(), "learner", SECRET).put_ok("old.bin", b"old");
+    FileClient::login(server.addr(), "learner", SECRET).put_ok("old.bin", b"old");
     for name in ["fresh.bin", "old.bin"] {
         let raw = start_partial_upload(server.addr(), name, 1 << 20, 300_000);
         drop(raw); // what a killed client looks like to the server
@@ -705,7 +577,7 @@ fn client_dropped_mid_upload_leaves_nothing() {
         });
         assert!(clean, "after dropping {name}: {:?}", setup.root_entries());
     }
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     let old = raw.get("old.bin").expect("GET old.bin");
     assert_bytes(
         "GET old.bin after the dropped uploads",
@@ -723,7 +595,7 @@ fn client_dropped_mid_upload_leaves_nothing() {
 fn server_killed_mid_upload_leaves_nothing_after_restart() {
     let setup = Setup::new("server-killed");
     let mut server = setup.start(&[]);
-    Raw::login(server.addr(), "learner", SECRET).put_ok("old.bin", b"old");
+    FileClient::login(server.addr(), "learner", SECRET).put_ok("old.bin", b"old");
     let _raw = start_partial_upload(server.addr(), "old.bin", 4 << 20, 1 << 20);
     // Wait until part of the upload is on disk, under some temporary name.
     let partial = || {
@@ -753,7 +625,7 @@ fn server_killed_mid_upload_leaves_nothing_after_restart() {
         setup.root_entries() == ["old.bin"]
     });
     assert!(clean, "leftovers after restart: {:?}", setup.root_entries());
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     assert_eq!(raw.list().len(), 1);
     let old = raw.get("old.bin").expect("GET old.bin");
     assert_bytes("GET old.bin after the restart", b"old", b"old", &old);
@@ -764,7 +636,7 @@ fn server_killed_mid_upload_leaves_nothing_after_restart() {
 fn too_large_is_refused_before_ready() {
     let setup = Setup::new("too-large");
     let server = setup.start(&["--max-size", "1000"]);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     let big = vec![b'x'; 1001];
     assert_eq!(
         raw.ask(format!("PUT big.bin 1001 {}", hex_digest(&big))),
@@ -800,7 +672,9 @@ fn concurrent_uploads_of_one_name_leave_one_whole_file() {
         .iter()
         .cloned()
         .map(|data| {
-            thread::spawn(move || Raw::login(addr, "learner", SECRET).put_ok("same.bin", &data))
+            thread::spawn(move || {
+                FileClient::login(addr, "learner", SECRET).put_ok("same.bin", &data)
+            })
         })
         .collect();
     for upload in uploads {
@@ -1042,8 +916,8 @@ fn max_conns_refuses_with_err_server_full() {
     }
     let setup = Setup::new("max-conns");
     let server = setup.start(&["--max-conns", "1"]);
-    let mut first = Raw::login(server.addr(), "learner", SECRET);
-    let mut second = Raw::connect(server.addr());
+    let mut first = FileClient::login(server.addr(), "learner", SECRET);
+    let mut second = FileClient::connect(server.addr());
     assert_eq!(second.rest(), b"ERR server full\n");
     client(server.addr(), &setup.dir, &["list"])
         .assert()
@@ -1060,7 +934,7 @@ fn trace_shows_the_protocol() {
     }
     let setup = Setup::new("trace");
     let server = setup.start(&["--trace"]);
-    Raw::login(server.addr(), "learner", SECRET).put_ok("notes.txt", b"hello world\n");
+    FileClient::login(server.addr(), "learner", SECRET).put_ok("notes.txt", b"hello world\n");
     let wait = Duration::from_secs(10);
     let put = format!("<- PUT notes.txt 12 {}", hex_digest(b"hello world\n"));
     server.expect_stderr(&put, wait);
@@ -1123,7 +997,7 @@ fn exercise_1_delete() {
     fs::write(setup.root.join("photos/cat.jpg"), b"meow").unwrap();
     std::os::unix::fs::symlink("../x", setup.root.join("shortcut.txt")).unwrap();
     let server = setup.start(&[]);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     raw.put_ok("old-notes.txt", b"delete me");
     raw.put_ok("keep.txt", b"keep me");
     assert_eq!(raw.ask("DELETE old-notes.txt"), "OK");
@@ -1175,7 +1049,7 @@ fn exercise_1_delete() {
 fn exercise_2_stat() {
     let setup = Setup::new("ex-stat");
     let server = setup.start(&[]);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     let data = Rng::new(5).bytes(70_000);
     raw.put_ok("photo.jpg", &data);
     assert_eq!(
@@ -1196,7 +1070,7 @@ fn exercise_2_stat() {
 fn exercise_3_client_lists_files() {
     let setup = Setup::new("ex-client-list");
     let server = setup.start(&[]);
-    let mut raw = Raw::login(server.addr(), "learner", SECRET);
+    let mut raw = FileClient::login(server.addr(), "learner", SECRET);
     raw.put_ok("b.txt", b"bee");
     raw.put_ok("a.txt", b"");
     let out = client(server.addr(), &setup.dir, &["list"])

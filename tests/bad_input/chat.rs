@@ -3,6 +3,7 @@
 //! low limit. Afterwards two real clients must still talk.
 
 use super::*;
+use common::chat::Chatter;
 
 /// Chat: 3,000 garbage sessions later (over-long lines, invalid UTF-8, bad
 /// commands, abrupt ends) two clients still talk, nobody else is in the room,
@@ -35,8 +36,8 @@ fn slow_loris_is_dropped_chat() {
     let server = Server::start(CHAT, &["--line-timeout", "1"]);
     let before = baseline(&server);
     let addr = server.addr();
-    let mut watcher = Chatter::join(addr);
-    let silent = Chatter::join(addr);
+    let mut watcher = Chatter::join_guest(addr);
+    let silent = Chatter::join_guest(addr);
     watcher.expect_notice(" joined");
     let got = lorises(vec![(
         "chat slow-loris",
@@ -77,7 +78,7 @@ fn max_conns_flood_chat() {
     let addr = server.addr();
     let mut held: Vec<Chatter> = Vec::new();
     for _ in 0..3 {
-        let newcomer = Chatter::join(addr);
+        let newcomer = Chatter::join_guest(addr);
         for earlier in &mut held {
             earlier.expect_notice(" joined");
         }
@@ -226,84 +227,28 @@ fn chat_session(addr: SocketAddr, rng: &mut Rng, log: &mut Vec<String>) -> Resul
     s.end(end).map(drop)
 }
 
-/// A chat client for the checks after the garbage.
-struct Chatter {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    /// The guest name the server gave this client on joining.
-    name: String,
-}
-
-impl Chatter {
-    /// Connects and reads the welcome (and the topic, if garbage set one).
-    fn join(addr: SocketAddr) -> Chatter {
-        let stream = common::connect(addr);
-        let mut chatter = Chatter {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-            name: String::new(),
-        };
-        let welcome = chatter.line();
-        assert!(
-            welcome.starts_with("* welcome"),
-            "expected a welcome, got {welcome:?}"
-        );
-        chatter.name = Chatter::guest_name(&welcome);
-        chatter
-    }
-
-    fn send(&mut self, line: &str) {
-        self.writer
-            .write_all(format!("{line}\n").as_bytes())
-            .unwrap();
-    }
-
-    fn line(&mut self) -> String {
-        read_lf_line(&mut self.reader)
-    }
-
-    /// Reads one notice about another client, `* NAME<ending>`.
-    fn expect_notice(&mut self, ending: &str) {
-        let line = self.line();
-        assert!(
-            line.starts_with("* ") && line.ends_with(ending),
-            "expected a notice ending in {ending:?}, got {line:?}"
-        );
-    }
-
-    /// Asserts that the next line about any of `ours` (the checkers' names)
-    /// is `want`. Lines about nobody of ours are skipped: a garbage session
-    /// that the server accepts late (from its backlog) may still join, say
-    /// something and leave, or set the topic, while the checkers talk.
-    fn expect(&mut self, want: &str, ours: &[&str], ctx: &Ctx) {
-        // Bounded: every read has the socket's timeout, and at most this
-        // many unrelated lines are skipped.
-        for _ in 0..10_000 {
-            let line = self.line();
-            if line == want {
-                return;
-            }
-            let mentions_ours = line
-                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-                .any(|word| ours.contains(&word));
-            assert!(
-                !mentions_ours,
-                "unexpected chat line {line:?}, expected {want:?}\n{}",
-                ctx.about()
-            );
+/// Asserts that the next line about any of `ours` (the checkers' names)
+/// is `want`. Lines about nobody of ours are skipped: a garbage session
+/// that the server accepts late (from its backlog) may still join, say
+/// something and leave, or set the topic, while the checkers talk.
+fn expect_ours(chatter: &mut Chatter, want: &str, ours: &[&str], ctx: &Ctx) {
+    // Bounded: every read has the socket's timeout, and at most this
+    // many unrelated lines are skipped.
+    for _ in 0..10_000 {
+        let line = chatter.line();
+        if line == want {
+            return;
         }
-        panic!("{want:?} never came\n{}", ctx.about());
+        let mentions_ours = line
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .any(|word| ours.contains(&word));
+        assert!(
+            !mentions_ours,
+            "unexpected chat line {line:?}, expected {want:?}\n{}",
+            ctx.about()
+        );
     }
-
-    /// The guest name the server gave us, from its welcome line
-    /// (`* welcome, you are guestN …`).
-    fn guest_name(welcome: &str) -> String {
-        welcome
-            .strip_prefix("* welcome, you are ")
-            .and_then(|rest| rest.split([' ', ',', ')']).next())
-            .unwrap_or_else(|| panic!("no name in the welcome {welcome:?}"))
-            .to_string()
-    }
+    panic!("{want:?} never came\n{}", ctx.about());
 }
 
 /// Sends `/who` until the answer is `want`, skipping other lines meanwhile;
@@ -331,24 +276,24 @@ fn wait_for_who(chatter: &mut Chatter, want: &str, ctx: &Ctx) {
 /// Two clients that find each other after the garbage: nicknames, a message
 /// from one to the other, a private message, and `/who` listing exactly them.
 fn chat_works(addr: SocketAddr, ctx: &Ctx) {
-    let mut a = Chatter::join(addr);
+    let mut a = Chatter::join_guest(addr);
     a.send("/nick checker-a");
     // A garbage client still on its way out may say one last thing (the
     // thread check allows for one such client): wait until the room holds
     // nobody but us, then expect every line exactly.
     wait_for_who(&mut a, "* online: checker-a", ctx);
-    let mut b = Chatter::join(addr);
+    let mut b = Chatter::join_guest(addr);
     let b_guest = b.name.clone();
     let ours = ["checker-a", "checker-b", b_guest.as_str()];
-    a.expect(&format!("* {b_guest} joined"), &ours, ctx);
+    expect_ours(&mut a, &format!("* {b_guest} joined"), &ours, ctx);
     b.send("/nick checker-b");
-    b.expect("* you are now checker-b", &ours, ctx);
-    a.expect(&format!("* {b_guest} is now checker-b"), &ours, ctx);
+    expect_ours(&mut b, "* you are now checker-b", &ours, ctx);
+    expect_ours(&mut a, &format!("* {b_guest} is now checker-b"), &ours, ctx);
     a.send("hello after the garbage");
-    b.expect("checker-a: hello after the garbage", &ours, ctx);
+    expect_ours(&mut b, "checker-a: hello after the garbage", &ours, ctx);
     b.send("/msg checker-a and back");
-    a.expect("[private] checker-b: and back", &ours, ctx);
+    expect_ours(&mut a, "[private] checker-b: and back", &ours, ctx);
     wait_for_who(&mut b, "* online: checker-a, checker-b", ctx);
     a.send("/quit");
-    a.expect("* bye", &ours, ctx);
+    expect_ours(&mut a, "* bye", &ours, ctx);
 }

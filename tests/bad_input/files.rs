@@ -4,6 +4,7 @@
 //! and download must work and the root must hold only that file.
 
 use super::*;
+use common::files::FileClient;
 
 /// File server: 3,000 garbage sessions (broken handshakes; after a real login,
 /// bad names, impossible sizes such as `PUT x 99999999999999999999 …`,
@@ -35,7 +36,7 @@ fn file_server_survives_garbage() {
 
     let data = ctx.rng(1000).bytes(3000);
     let digest = hex_digest(&data);
-    let mut client = FileClient::login(addr);
+    let mut client = logged_in(addr);
     let ready = client.ask(format!("PUT kept.bin {} {digest}", data.len()).as_bytes());
     assert_eq!(ready, "READY", "{}", ctx.about());
     client.writer.write_all(&data).unwrap();
@@ -88,14 +89,14 @@ fn slow_loris_is_dropped_file_server() {
         (
             "slow-loris after login",
             Box::new(move || {
-                let client = FileClient::login(addr);
+                let client = logged_in(addr);
                 (client.writer, b'L')
             }),
         ),
         (
             "slow-loris in an upload's body",
             Box::new(move || {
-                let mut client = FileClient::login(addr);
+                let mut client = logged_in(addr);
                 let digest = to_hex(&sha256(&[b'B'; 1000]));
                 let ready = client.ask(format!("PUT loris.bin 1000 {digest}").as_bytes());
                 assert_eq!(ready, "READY");
@@ -107,7 +108,7 @@ fn slow_loris_is_dropped_file_server() {
     // A client that stops outright in the middle of a body: the idle clock
     // (30 s) would wait, but no single wait in a body may outlast the line
     // timeout (1 s here).
-    let mut stalled = FileClient::login(addr);
+    let mut stalled = logged_in(addr);
     let digest = to_hex(&sha256(&[b'S'; 1000]));
     let ready = stalled.ask(format!("PUT stalled.bin 1000 {digest}").as_bytes());
     assert_eq!(ready, "READY");
@@ -126,7 +127,7 @@ fn slow_loris_is_dropped_file_server() {
          not {closed:?} after {after:?} (it was told {})",
         show(&rest)
     );
-    let mut client = FileClient::login(addr);
+    let mut client = logged_in(addr);
     assert_eq!(client.ask(b"LIST"), "OK 0");
     drop(client);
     assert_eq!(dir_entries(&root), Vec::<String>::new());
@@ -145,7 +146,7 @@ fn max_conns_flood_file_server() {
     let server = start_file_server(&root, &users, &["--max-conns", "3"]);
     let before = baseline(&server);
     let addr = server.addr();
-    let mut held: Vec<FileClient> = (0..3).map(|_| FileClient::login(addr)).collect();
+    let mut held: Vec<FileClient> = (0..3).map(|_| logged_in(addr)).collect();
     flood(&ctx, addr, b"ERR server full\n");
     for client in &mut held {
         assert_eq!(client.ask(b"LIST"), "OK 0");
@@ -364,38 +365,8 @@ fn file_session(addr: SocketAddr, rng: &mut Rng, log: &mut Vec<String>) -> Resul
 }
 
 /// A logged-in file client for the checks (panics on any surprise).
-struct FileClient {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl FileClient {
-    fn login(addr: SocketAddr) -> FileClient {
-        let stream = common::connect(addr);
-        let mut client = FileClient {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        };
-        let challenge = client.line();
-        let sn = challenge
-            .strip_prefix("AUTH HMAC-SHA256 ")
-            .unwrap_or_else(|| panic!("expected the AUTH challenge, got {challenge:?}"))
-            .to_string();
-        let login = file_login_lines(&sn, "learner", FILE_SECRET).unwrap();
-        let ok = client.ask(login.line.as_bytes());
-        assert_eq!(ok, login.ok);
-        client
-    }
-
-    fn line(&mut self) -> String {
-        read_lf_line(&mut self.reader)
-    }
-
-    fn ask(&mut self, line: &[u8]) -> String {
-        self.writer.write_all(line).unwrap();
-        self.writer.write_all(b"\n").unwrap();
-        self.line()
-    }
+fn logged_in(addr: SocketAddr) -> FileClient {
+    FileClient::login(addr, "learner", FILE_SECRET)
 }
 
 /// A served folder and a users file for one test.

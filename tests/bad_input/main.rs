@@ -43,6 +43,7 @@ mod files;
 mod mail;
 mod web;
 
+use common::files::hex_digest;
 use common::{Rng, Server, dir_entries, file_login_lines, reference_only, say, temp_dir};
 use netlessons::sha256::{sha256, to_hex};
 use std::fs;
@@ -531,11 +532,6 @@ fn lines_to_bytes(rng: &mut Rng, lines: &[Vec<u8>], may_cut: bool) -> Vec<u8> {
     out
 }
 
-/// SHA-256 in lowercase hex, as the file protocol carries it.
-fn hex_digest(data: &[u8]) -> String {
-    to_hex(&sha256(data))
-}
-
 /// A digest that certainly is not the digest of `data`.
 fn wrong_digest(data: &[u8]) -> String {
     let mut other = data.to_vec();
@@ -790,18 +786,4 @@ fn guess_flood(
         .map(|r| r.join().unwrap())
         .filter(|&denied| denied)
         .count()
-}
-
-/// One `\n`-terminated UTF-8 line from a check client, without its `\n`;
-/// panics (showing what came) on anything else, the server closing included.
-fn read_lf_line(reader: &mut impl BufRead) -> String {
-    let mut line = Vec::new();
-    reader.read_until(b'\n', &mut line).unwrap();
-    assert!(
-        line.ends_with(b"\n"),
-        "expected a line, got {}",
-        show(&line)
-    );
-    line.pop();
-    String::from_utf8(line).expect("a UTF-8 line")
 }

@@ -37,6 +37,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 pub mod camera;
+pub mod chat;
 pub mod cli;
 pub mod fake;
 pub mod files;
