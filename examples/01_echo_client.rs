@@ -25,16 +25,7 @@ fn main() -> ExitCode {
         "01_echo_client",
         "Sends each line of standard input to an echo server and prints each reply.",
     )
-    .opt(
-        "--addr",
-        "HOST:PORT",
-        "the echo server",
-        Some("127.0.0.1:7001"),
-    )
-    .flag(
-        "--trace",
-        "show every message that crosses the wire on stderr",
-    )
+    .client_options("the echo server", "127.0.0.1:7001")
     .parse_env();
     let addr = args.get("--addr").unwrap_or("127.0.0.1:7001");
     netlessons::cli::exit_status(run(addr, args.flag("--trace")))

@@ -46,16 +46,7 @@ fn main() -> ExitCode {
         "Chat from the terminal: each line you type is sent to the chat server, \
          and what the others say is printed as it arrives.",
     )
-    .opt(
-        "--addr",
-        "HOST:PORT",
-        "the chat server",
-        Some("127.0.0.1:7002"),
-    )
-    .flag(
-        "--trace",
-        "show every message that crosses the wire on stderr",
-    )
+    .client_options("the chat server", "127.0.0.1:7002")
     .after_help(
         "Type a line to say it to everyone. Commands: /nick NAME, /who, /msg NAME text,\n\
          /me text, /topic [TEXT], /help, /quit. The end of input (Ctrl-D) quits too.",

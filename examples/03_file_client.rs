@@ -55,12 +55,7 @@ fn main() -> ExitCode {
         "03_file_client",
         "Lists, downloads or uploads files on a 03_file_server, checking every digest.",
     )
-    .opt(
-        "--addr",
-        "HOST:PORT",
-        "the file server",
-        Some("127.0.0.1:7003"),
-    )
+    .client_options("the file server", "127.0.0.1:7003")
     .opt("--user", "NAME", "who to log in as", Some("learner"))
     .opt(
         "--secret",
@@ -80,10 +75,6 @@ fn main() -> ExitCode {
         "NAME",
         "put: the name to store the file under (default: the file's own name)",
         None,
-    )
-    .flag(
-        "--trace",
-        "show every message that crosses the wire on stderr",
     )
     .positional(
         "COMMAND",

@@ -330,6 +330,40 @@ impl Users {
         })
     }
 
+    /// The users a server starts with: those in the users file at `path`,
+    /// which must name at least one; or, without a file, the single user
+    /// `demo_user` with a new random secret, returned too so that the server
+    /// can print it (and `cargo run --example …` works with no set-up).
+    ///
+    /// ```
+    /// let (users, secret) = netlessons::auth::Users::load_or_demo(None, "learner")?;
+    /// let secret = secret.expect("a demo user gets a new secret");
+    /// assert_eq!(users.secret("learner"), Some(secret.as_str()));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn load_or_demo(
+        path: Option<&str>,
+        demo_user: &str,
+    ) -> io::Result<(Users, Option<String>)> {
+        if let Some(path) = path {
+            let users = Users::load(Path::new(path))?;
+            if users.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("users file {path} lists no users: add a line name:secret"),
+                ));
+            }
+            return Ok((users, None));
+        }
+        let secret = new_secret()
+            .map_err(|e| io::Error::new(e.kind(), format!("could not make a secret: {e}")))?;
+        let mut users = Users::new();
+        users
+            .insert(demo_user, &secret)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok((users, Some(secret)))
+    }
+
     /// The secret of `name`, if that user exists.
     pub fn secret(&self, name: &str) -> Option<&str> {
         self.secrets.get(name).map(String::as_str)

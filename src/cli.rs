@@ -173,6 +173,16 @@ impl Command {
         .hidden_opt("--line-timeout", Some("30"))
     }
 
+    /// Adds the options every client example shares: `--addr` (`server` says
+    /// which server it names) and `--trace`.
+    pub fn client_options(self, server: &'static str, default_addr: &str) -> Command {
+        self.opt("--addr", "HOST:PORT", server, Some(default_addr))
+            .flag(
+                "--trace",
+                "show every message that crosses the wire on stderr",
+            )
+    }
+
     /// `Usage: NAME [OPTIONS] ARGS…`, one line (with its newline): what a
     /// usage error shows, where the whole help would bury the error.
     pub fn usage_line(&self) -> String {

@@ -42,7 +42,7 @@ mod partial;
 mod reports;
 mod store;
 
-use netlessons::auth::{self, Users};
+use netlessons::auth::Users;
 use netlessons::cli::{self, Command, Matches};
 use netlessons::datagram::Dropper;
 use netlessons::log;
@@ -52,7 +52,7 @@ use partial::Limits;
 use reports::Reports;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use store::Store;
@@ -133,7 +133,8 @@ fn run(args: &Matches) -> io::Result<()> {
     // Prepare the store and the cameras before binding, so a mistake in
     // either stops the server before any camera can send.
     let (store, stale) = Store::open(&store_dir)?;
-    let (users, demo_secret) = load_users(args.get("--users"))?;
+    // Without --users: one camera `demo` with a new random secret, printed below.
+    let (users, demo_secret) = Users::load_or_demo(args.get("--users"), "demo")?;
 
     let addr = args.get("--addr").unwrap_or(DEFAULT_ADDR);
     let socket = UdpSocket::bind(addr)
@@ -200,31 +201,6 @@ fn serve(reports: &mut Reports) -> io::Result<()> {
             }
         }
         reports.tick();
-    }
-}
-
-/// The cameras: from `--users FILE`, or one camera `demo` with a new random
-/// secret (returned too, to be printed).
-fn load_users(path: Option<&str>) -> io::Result<(Users, Option<String>)> {
-    match path {
-        Some(path) => {
-            let users = Users::load(Path::new(path))?;
-            if users.is_empty() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("users file {path} lists no cameras, so no report could be accepted"),
-                ));
-            }
-            Ok((users, None))
-        }
-        None => {
-            let secret = auth::new_secret()?;
-            let mut users = Users::new();
-            users
-                .insert("demo", &secret)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            Ok((users, Some(secret)))
-        }
     }
 }
 
