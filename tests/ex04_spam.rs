@@ -15,20 +15,18 @@
 mod common;
 
 use assert_cmd::Command as AssertCommand;
-use common::{Server, connect, have, reference_only, temp_dir};
+use common::mail::{MailWire, Relay, USERS, expect, mail_bob, python, send_message, transaction};
+use common::{connect, have, reference_only, temp_dir};
 use predicates::prelude::*;
 use std::fs;
 use std::io::{BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
 use std::thread;
 use std::time::{Duration, Instant};
 
 const RELAY: &str = "04_mail_relay";
-
-/// The users of these tests: `name:password`.
-const USERS: &str = "alice:alice-pw\nbob:bob-pw\ncarol:carol-pw\n";
 
 /// Generous bound for anything that should happen "soon" on a loaded machine.
 const SOON: Duration = Duration::from_secs(30);
@@ -57,7 +55,7 @@ fn talking_before_the_greeting_gets_521() {
     if !reference_only(RELAY, "talking_before_the_greeting_gets_521") {
         return;
     }
-    let r = relay(
+    let r = Relay::start(
         "pregreet",
         &[&OUTSIDE[..], &["--greet-wait-ms", "3000", "--trace"]].concat(),
     );
@@ -94,7 +92,7 @@ fn smtplib_passes_the_greeting_wait() {
     {
         return;
     }
-    let r = relay(
+    let r = Relay::start(
         "greet_smtplib",
         &[&OUTSIDE[..], &["--greet-wait-ms", "700", "--greylist", "0"]].concat(),
     );
@@ -116,9 +114,9 @@ fn inside_clients_skip_wait_and_greylist() {
     if !reference_only(RELAY, "inside_clients_skip_wait_and_greylist") {
         return;
     }
-    let r = relay("inside_skip", &["--greet-wait", "30", "--greylist", "3000"]);
+    let r = Relay::start("inside_skip", &["--greet-wait", "30", "--greylist", "3000"]);
     let started = Instant::now();
-    let mut wire = Wire::open(r.smtp());
+    let mut wire = MailWire::open(r.smtp());
     let greeting = wire.reply();
     assert!(
         greeting.starts_with("220 ") && !greeting.contains('\n'),
@@ -145,7 +143,7 @@ fn greylisting_sequence() {
     if !reference_only(RELAY, "greylisting_sequence") {
         return;
     }
-    let r = relay(
+    let r = Relay::start(
         "greylist_sequence",
         &[
             &OUTSIDE[..],
@@ -153,8 +151,7 @@ fn greylisting_sequence() {
         ]
         .concat(),
     );
-    let mut wire = Wire::smtp(r.smtp());
-    expect(&wire.cmd("EHLO mx.far.test"), "250");
+    let mut wire = MailWire::ehlo(r.smtp(), "mx.far.test");
     expect(&wire.cmd("MAIL FROM:<Alice@Far.Test>"), "250");
     let first = wire.cmd("RCPT TO:<bob@example.test>");
     assert!(
@@ -205,7 +202,7 @@ fn one_slash_24_shares_a_triplet() {
     {
         return;
     }
-    let r = relay(
+    let r = Relay::start(
         "greylist_slash24",
         &[
             &OUTSIDE[..],
@@ -258,17 +255,15 @@ fn greylist_survives_kill_9() {
         &["--greet-wait", "0", "--greylist-ms", "1500"],
     ]
     .concat();
-    let mut r = relay_in(&dir, &args);
-    let mut wire = Wire::smtp(r.smtp());
-    expect(&wire.cmd("EHLO mx.far.test"), "250");
+    let mut r = Relay::start_in(&dir, USERS, &args);
+    let mut wire = MailWire::ehlo(r.smtp(), "mx.far.test");
     expect(&wire.cmd("MAIL FROM:<alice@far.test>"), "250");
     expect(&wire.cmd("RCPT TO:<bob@example.test>"), "451");
     r.server.kill();
     drop(wire);
     let started = Instant::now();
-    let r = relay_in(&dir, &args);
-    let mut wire = Wire::smtp(r.smtp());
-    expect(&wire.cmd("EHLO mx.far.test"), "250");
+    let r = Relay::start_in(&dir, USERS, &args);
+    let mut wire = MailWire::ehlo(r.smtp(), "mx.far.test");
     // Wait out the delay from the first sighting (1.5 s, counted before the kill).
     thread::sleep(Duration::from_millis(1600).saturating_sub(started.elapsed()));
     expect(&wire.cmd("MAIL FROM:<alice@far.test>"), "250");
@@ -287,25 +282,20 @@ fn two_relays_greylist_and_retry() {
     if !reference_only(RELAY, "two_relays_greylist_and_retry") {
         return;
     }
-    let b_dir = temp_dir("greylist_hop_b");
-    fs::write(b_dir.join("users"), "carol:carol-pw\n").unwrap();
-    let b_spool = b_dir.join("spool");
-    let b = start(&[
-        "--domain",
-        "remote.test",
-        "--spool",
-        b_spool.to_str().unwrap(),
-        "--users",
-        b_dir.join("users").to_str().unwrap(),
-        "--relay-allow",
-        "::1/128",
-        "--greet-wait-ms",
-        "300",
-        "--greylist-ms",
-        "1000",
-    ]);
-    let hop = b.addr_of("smtp").to_string();
-    let a = relay(
+    let b = Relay::remote(
+        "greylist_hop_b",
+        "127.0.0.1:0",
+        &[
+            "--relay-allow",
+            "::1/128",
+            "--greet-wait-ms",
+            "300",
+            "--greylist-ms",
+            "1000",
+        ],
+    );
+    let hop = b.smtp().to_string();
+    let a = Relay::start(
         "greylist_hop_a",
         &[
             "--next-hop",
@@ -316,8 +306,7 @@ fn two_relays_greylist_and_retry() {
             "1000",
         ],
     );
-    let mut wire = Wire::smtp(a.smtp());
-    expect(&wire.cmd("EHLO laptop"), "250");
+    let mut wire = MailWire::ehlo(a.smtp(), "laptop");
     let message = "Subject: through two relays\r\nDate: Tue, 1 Dec 2026 12:00:00 +0000\r\n\
                    Message-ID: <hop.1@example.test>\r\n\r\nCarol, this waited once.\r\n";
     expect(
@@ -325,28 +314,18 @@ fn two_relays_greylist_and_retry() {
             &mut wire,
             "alice@example.test",
             &["carol@remote.test"],
-            message,
+            message.as_bytes(),
         ),
         "250",
     );
     expect(&wire.cmd("QUIT"), "221");
-    let deadline = Instant::now() + SOON;
-    let letter = loop {
-        if let Some(letter) = maildir(&b_spool, "carol", "new").pop() {
-            break letter;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never arrived; A:\n{}\nB:\n{}",
-            a.server.stderr(),
-            b.stderr()
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
+    let letter = relayed_letter(&a, &b, &b.spool.join("carol").join("new"));
     assert!(letter.contains("Carol, this waited once."), "{letter}");
     assert!(letter.contains("X-Spam-Status: No, "), "{letter}");
-    b.expect_stderr("alice@example.test carol@remote.test: new", SOON);
-    b.expect_stderr("alice@example.test carol@remote.test: passed", SOON);
+    b.server
+        .expect_stderr("alice@example.test carol@remote.test: new", SOON);
+    b.server
+        .expect_stderr("alice@example.test carol@remote.test: passed", SOON);
     assert!(
         a.server.stderr().contains("greylisted"),
         "{}",
@@ -362,14 +341,9 @@ fn two_relays_greylist_and_retry() {
 /// headers exactly as the contract writes them.
 #[test]
 fn gtube_goes_to_junk_with_headers() {
-    let r = relay("gtube", &[]);
+    let r = Relay::start("gtube", &[]);
     let message = format!("Subject: test\r\n\r\nThis is the GTUBE.\r\n{GTUBE}\r\n");
-    send(
-        r.smtp(),
-        "alice@example.test",
-        &["bob@example.test"],
-        &message,
-    );
+    mail_bob(r.smtp(), &message);
     assert!(
         maildir(&r.spool, "bob", "new").is_empty(),
         "spam in the inbox"
@@ -394,8 +368,8 @@ fn gtube_goes_to_junk_with_headers() {
 /// required=5.0 tests=none`, an empty `X-Spam-Level` and no flag.
 #[test]
 fn clean_mail_to_inbox_with_status_no() {
-    let r = relay("clean", &[]);
-    send(r.smtp(), "alice@far.test", &["bob@example.test"], CLEAN);
+    let r = Relay::start("clean", &[]);
+    send_message(r.smtp(), "alice@far.test", &["bob@example.test"], CLEAN);
     let inbox = maildir(&r.spool, "bob", "new");
     assert_eq!(inbox.len(), 1);
     let letter = &inbox[0];
@@ -415,17 +389,12 @@ fn clean_mail_to_inbox_with_status_no() {
 /// removed: a forged `X-Spam-Flag: NO` does not survive, and GTUBE is junk.
 #[test]
 fn forged_spam_headers_are_removed() {
-    let r = relay("forged", &[]);
+    let r = Relay::start("forged", &[]);
     let message = format!(
         "X-Spam-Flag: NO\r\nx-spam-status: No, score=-100.0\r\n\trequired=5.0 tests=TRUST_ME\r\n\
          Subject: honest\r\nX-SPAM-LEVEL:\r\n\r\n{GTUBE}\r\n"
     );
-    send(
-        r.smtp(),
-        "alice@example.test",
-        &["bob@example.test"],
-        &message,
-    );
+    mail_bob(r.smtp(), &message);
     let junk = maildir(&r.spool.join("bob"), ".Junk", "new");
     assert_eq!(
         junk.len(),
@@ -466,8 +435,9 @@ fn spam_rules_file_rule_fires() {
         "# our own rules\nCHEAP_PILLS 2.5 body cheap pills\nNEWSLETTER -1 header:X-Mailer our list\n",
     )
     .unwrap();
-    let r = relay_in(
+    let r = Relay::start_in(
         &dir,
+        USERS,
         &[
             "--spam-rules",
             rules.to_str().unwrap(),
@@ -476,7 +446,7 @@ fn spam_rules_file_rule_fires() {
         ],
     );
     let pills = CLEAN.replace("Noon at the usual place?", "Buy CHEAP\r\npills now");
-    send(r.smtp(), "alice@far.test", &["bob@example.test"], &pills);
+    send_message(r.smtp(), "alice@far.test", &["bob@example.test"], &pills);
     let junk = maildir(&r.spool.join("bob"), ".Junk", "new");
     assert_eq!(junk.len(), 1);
     assert_eq!(
@@ -486,7 +456,7 @@ fn spam_rules_file_rule_fires() {
     assert_eq!(header(&junk[0], "X-Spam-Level").as_deref(), Some("**"));
     // The negative rule pulls a newsletter with the same words back under.
     let newsletter = pills.replace("Subject:", "X-Mailer: Our List 2.0\r\nSubject:");
-    send(
+    send_message(
         r.smtp(),
         "alice@far.test",
         &["bob@example.test"],
@@ -533,10 +503,10 @@ fn poplib_does_not_list_junk() {
     if !have("python3", "poplib_does_not_list_junk") {
         return;
     }
-    let r = relay("pop_junk", &[]);
-    send(r.smtp(), "alice@far.test", &["bob@example.test"], CLEAN);
+    let r = Relay::start("pop_junk", &[]);
+    send_message(r.smtp(), "alice@far.test", &["bob@example.test"], CLEAN);
     let spam = format!("Subject: test\r\n\r\n{GTUBE}\r\n");
-    send(r.smtp(), "alice@example.test", &["bob@example.test"], &spam);
+    mail_bob(r.smtp(), &spam);
     assert_eq!(maildir(&r.spool.join("bob"), ".Junk", "new").len(), 1);
     let script = r#"
 import poplib, sys
@@ -561,42 +531,21 @@ fn relayed_spam_keeps_headers_and_is_relayed() {
     if !reference_only(RELAY, "relayed_spam_keeps_headers_and_is_relayed") {
         return;
     }
-    let b_dir = temp_dir("relayed_spam_b");
-    fs::write(b_dir.join("users"), "carol:carol-pw\n").unwrap();
-    let b_spool = b_dir.join("spool");
-    let b = start(&[
-        "--domain",
-        "remote.test",
-        "--spool",
-        b_spool.to_str().unwrap(),
-        "--users",
-        b_dir.join("users").to_str().unwrap(),
-    ]);
-    let hop = b.addr_of("smtp").to_string();
-    let a = relay(
+    let b = Relay::remote("relayed_spam_b", "127.0.0.1:0", &[]);
+    let hop = b.smtp().to_string();
+    let a = Relay::start(
         "relayed_spam_a",
         &["--next-hop", &hop, "--retry-base-ms", "200"],
     );
     let spam = format!("Subject: test\r\n\r\n{GTUBE}\r\n");
-    send(
+    send_message(
         a.smtp(),
         "alice@example.test",
         &["carol@remote.test"],
         &spam,
     );
-    let deadline = Instant::now() + SOON;
-    let letter = loop {
-        if let Some(letter) = maildir(&b_spool.join("carol"), ".Junk", "new").pop() {
-            break letter;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "A:\n{}\nB:\n{}",
-            a.server.stderr(),
-            b.stderr()
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
+    let junk = b.spool.join("carol").join(".Junk").join("new");
+    let letter = relayed_letter(&a, &b, &junk);
     // B removed A's X-Spam-* fields and wrote its own: one of each.
     assert_eq!(letter.matches("X-Spam-Flag: YES").count(), 1, "{letter}");
     assert_eq!(letter.matches("X-Spam-Status: Yes,").count(), 1, "{letter}");
@@ -628,7 +577,7 @@ fn exercise_naive_bayes() {
             fs::write(corpus.join(pile).join(format!("{n}.eml")), text).unwrap();
         }
     }
-    let r = relay_in(&dir, &["--bayes", corpus.to_str().unwrap()]);
+    let r = Relay::start_in(&dir, USERS, &["--bayes", corpus.to_str().unwrap()]);
     // Messages that lean each way, and mixed ones; all with the headers
     // the built-in rules want, so only the Bayes filter speaks.
     let mut sent = Vec::new();
@@ -645,7 +594,7 @@ fn exercise_naive_bayes() {
             "From: someone@far.test\r\nSubject: message {n}\r\nDate: Tue, 1 Dec 2026 12:00:00 +0000\r\n\
              Message-ID: <{n}@far.test>\r\n\r\n{mixed}\r\nnever-seen-token{n}\r\n"
         );
-        send(r.smtp(), "someone@far.test", &["bob@example.test"], &text);
+        send_message(r.smtp(), "someone@far.test", &["bob@example.test"], &text);
         sent.push(text.replace("\r\n", "\n"));
     }
     let mut stored = maildir(&r.spool, "bob", "new");
@@ -698,119 +647,9 @@ fn exercise_naive_bayes() {
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// A relay under test with its spool folder.
-struct Relay {
-    server: Server,
-    spool: PathBuf,
-}
-
-impl Relay {
-    fn smtp(&self) -> SocketAddr {
-        self.server.addr_of("smtp")
-    }
-    fn pop3(&self) -> SocketAddr {
-        self.server.addr_of("pop3")
-    }
-}
-
-/// Starts a relay on free ports with `args`.
-fn start(args: &[&str]) -> Server {
-    Server::start_with(
-        RELAY,
-        &["--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0"],
-        args,
-        2,
-    )
-}
-
-/// A fresh folder `name` and a relay in it.
-fn relay(name: &str, extra: &[&str]) -> Relay {
-    relay_in(&temp_dir(name), extra)
-}
-
-/// A relay with its spool and users file in `dir` (kept across restarts).
-fn relay_in(dir: &Path, extra: &[&str]) -> Relay {
-    let spool = dir.join("spool");
-    let users = dir.join("users");
-    fs::write(&users, USERS).unwrap();
-    let mut args = vec![
-        "--spool",
-        spool.to_str().unwrap(),
-        "--users",
-        users.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Relay {
-        server: start(&args),
-        spool,
-    }
-}
-
-/// A raw SMTP conversation over a socket, for exact replies.
-struct Wire {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Wire {
-    fn open(addr: SocketAddr) -> Wire {
-        let stream = connect(addr);
-        Wire {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    /// Connects and reads the (possibly two-line) `220` greeting.
-    fn smtp(addr: SocketAddr) -> Wire {
-        let mut wire = Wire::open(addr);
-        let greeting = wire.reply();
-        assert!(greeting.starts_with("220"), "greeting: {greeting:?}");
-        wire
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).unwrap();
-    }
-
-    fn reply(&mut self) -> String {
-        common::read_smtp_reply(&mut self.reader)
-    }
-
-    fn cmd(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes());
-        self.reply()
-    }
-}
-
-/// Asserts an SMTP reply starts with `code`.
-#[track_caller]
-fn expect(reply: &str, code: &str) {
-    assert!(reply.starts_with(code), "expected {code}, got {reply:?}");
-}
-
-/// MAIL, RCPTs, DATA, the text (CRLF, no lone dots) and the dot; the reply to the dot.
-fn transaction(wire: &mut Wire, from: &str, to: &[&str], data: &str) -> String {
-    expect(&wire.cmd(&format!("MAIL FROM:<{from}>")), "250");
-    for rcpt in to {
-        expect(&wire.cmd(&format!("RCPT TO:<{rcpt}>")), "250");
-    }
-    expect(&wire.cmd("DATA"), "354");
-    wire.send(data.as_bytes());
-    wire.cmd(".")
-}
-
-/// One message over a fresh connection from an inside client, accepted.
-fn send(addr: SocketAddr, from: &str, to: &[&str], data: &str) {
-    let mut wire = Wire::smtp(addr);
-    expect(&wire.cmd("EHLO test.client"), "250");
-    expect(&transaction(&mut wire, from, to, data), "250");
-    expect(&wire.cmd("QUIT"), "221");
-}
-
 /// Retries MAIL/RCPT (a transaction at a time, RSET between) until the
 /// recipient is accepted; returns how long that took. Bounded by [`SOON`].
-fn retry_until_accepted(wire: &mut Wire, from: &str, rcpt: &str) -> Duration {
+fn retry_until_accepted(wire: &mut MailWire, from: &str, rcpt: &str) -> Duration {
     let started = Instant::now();
     loop {
         expect(&wire.cmd(&format!("MAIL FROM:<{from}>")), "250");
@@ -827,12 +666,36 @@ fn retry_until_accepted(wire: &mut Wire, from: &str, rcpt: &str) -> Duration {
 
 /// The messages in `dir/<folder>/<sub>/`, oldest first, as text.
 fn maildir(dir: &Path, folder: &str, sub: &str) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(dir.join(folder).join(sub)) else {
+    messages_in(&dir.join(folder).join(sub))
+}
+
+/// The messages in `dir`, oldest first, as text (none if it is missing).
+fn messages_in(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut paths: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
     paths.sort();
     paths.iter().map(|p| read(p)).collect()
+}
+
+/// Waits (up to [`SOON`]) for the first message relay `a` relayed into
+/// `folder` on relay `b`, and returns it.
+#[track_caller]
+fn relayed_letter(a: &Relay, b: &Relay, folder: &Path) -> String {
+    let deadline = Instant::now() + SOON;
+    loop {
+        if let Some(letter) = messages_in(folder).pop() {
+            return letter;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never arrived; A:\n{}\nB:\n{}",
+            a.server.stderr(),
+            b.server.stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn read(path: &Path) -> String {
@@ -852,22 +715,6 @@ fn header(message: &str, name: &str) -> Option<String> {
         .take_while(|l| !l.is_empty())
         .find_map(|l| l.strip_prefix(&prefix))
         .map(|v| v.strip_prefix(' ').unwrap_or(v).to_string())
-}
-
-/// Runs a Python script with arguments; returns stdout, failing on a non-zero exit.
-fn python(script: &str, args: &[&str]) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// smtplib sends one clean message to argv[2]; prints what was refused.

@@ -4,6 +4,7 @@
 //! POP3 password guessing.
 
 use super::*;
+use common::mail::{LINE_CLOCK_ONLY, MailWire, Relay};
 
 /// Mail relay: 4,000 garbage sessions on SMTP and POP3 (bad commands and
 /// addresses, `SIZE=` huge, DATA never finished, over-long lines, too big,
@@ -41,47 +42,7 @@ fn mail_relay_survives_garbage() {
         ctx.about()
     );
 
-    let subject = format!("after the garbage {}", ctx.seed);
-    let mut wire = MailWire::open(smtp);
-    assert!(wire.reply().starts_with("220"));
-    wire.smtp("EHLO checker.test", "250");
-    wire.smtp("MAIL FROM:<alice@example.test>", "250");
-    wire.smtp("RCPT TO:<bob@example.test>", "250");
-    wire.smtp("DATA", "354");
-    wire.send(&format!("Subject: {subject}\r\n\r\nstill here\r\n."));
-    let reply = wire.reply();
-    assert!(
-        reply.starts_with("250"),
-        "the message was refused: {reply:?}\n{}",
-        ctx.about()
-    );
-    wire.smtp("QUIT", "221");
-
-    let mut wire = MailWire::open(pop3);
-    assert!(wire.line().starts_with("+OK"));
-    wire.pop3("USER bob");
-    wire.pop3("PASS bob-pw");
-    let stat = wire.pop3("STAT");
-    assert!(
-        stat.starts_with("+OK 1 "),
-        "bob's mailbox: {stat:?}\n{}",
-        ctx.about()
-    );
-    wire.pop3("RETR 1");
-    let mut message = String::new();
-    loop {
-        let line = wire.line();
-        if line == "." {
-            break;
-        }
-        message.push_str(&line);
-        message.push('\n');
-    }
-    assert!(
-        message.contains(&format!("Subject: {subject}\n\nstill here\n")),
-        "{message}"
-    );
-    wire.pop3("QUIT");
+    send_and_fetch_one(&ctx, smtp, pop3);
 
     let files = all_files(&spool);
     assert!(
@@ -119,15 +80,7 @@ fn mail_relay_filters_survive_garbage() {
     ];
     let (mut server, spool) = start_relay("filters", &filters);
     let smtp = server.addr_of("smtp");
-    // A sender that retries as a real server does, and so passes.
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    while !rcpt_accepted(smtp, FRIEND) {
-        assert!(
-            Instant::now() < deadline,
-            "{FRIEND} never passed greylisting"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    pass_greylisting(smtp);
     let before = baseline(&server);
     hammer(
         &ctx,
@@ -146,68 +99,9 @@ fn mail_relay_filters_survive_garbage() {
         "the flood pushed out a passed sender"
     );
 
-    let mut stored = 0;
-    for name in all_files(&spool) {
-        if name == ".greylist" {
-            continue;
-        }
-        let in_junk = name.starts_with("bob/.Junk/new/");
-        assert!(
-            in_junk || name.starts_with("bob/new/") || name == "bob/.Junk/maildirfolder",
-            "unexpected file {name}\n{}",
-            ctx.about()
-        );
-        if name.ends_with("maildirfolder") {
-            continue;
-        }
-        stored += 1;
-        let text = String::from_utf8_lossy(&fs::read(spool.join(&name)).unwrap()).into_owned();
-        let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
-        let fields = |prefix: &str| {
-            head.lines()
-                .filter(|l| l.to_ascii_lowercase().starts_with(prefix))
-                .count()
-        };
-        assert_eq!(fields("x-spam-status:"), 1, "{name}:\n{text}");
-        assert_eq!(fields("x-spam-level:"), 1, "{name}:\n{text}");
-        assert!(
-            fields("x-spam-flag:") <= 1 && !head.contains("FAKED"),
-            "{name}:\n{text}"
-        );
-        assert_eq!(
-            in_junk,
-            head.contains("X-Spam-Flag: YES"),
-            "{name}:\n{text}"
-        );
-        if body.contains(GTUBE) {
-            assert!(in_junk, "GTUBE in the inbox: {name}");
-        }
-    }
-    assert!(stored > 0, "no message was stored\n{}", ctx.about());
+    check_verdicts(&ctx, &spool);
 
-    // A restart compacts the log: the table is within its cap on disk too.
-    server.kill();
-    let users = spool.parent().unwrap().join("users");
-    let mut args = vec![
-        "--spool",
-        spool.to_str().unwrap(),
-        "--users",
-        users.to_str().unwrap(),
-    ];
-    args.extend_from_slice(&filters);
-    let server = Server::start_with(
-        MAIL,
-        &["--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0"],
-        &args,
-        2,
-    );
-    let table = fs::read_to_string(spool.join(".greylist")).unwrap();
-    let entries = table.lines().filter(|l| !l.starts_with('#')).count();
-    assert!(entries <= 50, "{entries} triplets kept, the cap is 50");
-    assert!(
-        rcpt_accepted(server.addr_of("smtp"), FRIEND),
-        "forgot a passed sender"
-    );
+    greylist_kept_after_restart(server, &spool, &filters);
 }
 
 /// Mail relay (`--line-timeout 1`, idle timeouts off): slow-loris clients are
@@ -220,17 +114,7 @@ fn slow_loris_is_dropped_mail_relay() {
         return;
     }
     let ctx = Ctx::new("slow_loris_is_dropped_mail_relay");
-    let (server, spool) = start_relay(
-        "loris",
-        &[
-            "--idle-timeout",
-            "0",
-            "--pop3-idle-timeout",
-            "0",
-            "--line-timeout",
-            "1",
-        ],
-    );
+    let (server, spool) = start_relay("loris", &LINE_CLOCK_ONLY);
     let before = baseline(&server);
     let (smtp, pop3) = (server.addr_of("smtp"), server.addr_of("pop3"));
     let greeted = |addr: SocketAddr, prelude: &'static [u8], byte: u8| -> LorisSetup {
@@ -270,9 +154,8 @@ fn slow_loris_is_dropped_mail_relay() {
             );
         }
     }
-    let mut wire = MailWire::open(smtp);
-    assert!(wire.reply().starts_with("220"));
-    wire.smtp("NOOP", "250");
+    let mut wire = MailWire::smtp(smtp);
+    wire.cmd_expect("NOOP", "250");
     assert_eq!(
         all_files(&spool),
         Vec::<String>::new(),
@@ -324,9 +207,8 @@ fn slow_message_body_is_dropped_mail_relay() {
         "expected a 421 before the close, got {text:?}"
     );
     server.expect_stderr("message arrived too slowly", Duration::from_secs(5));
-    let mut wire = MailWire::open(smtp);
-    assert!(wire.reply().starts_with("220"));
-    wire.smtp("NOOP", "250");
+    let mut wire = MailWire::smtp(smtp);
+    wire.cmd_expect("NOOP", "250");
     drop(wire);
     assert_eq!(
         all_files(&spool),
@@ -358,65 +240,15 @@ fn mail_relay_memory_stays_bounded() {
     let smtp = server.addr_of("smtp");
     // One message first, so that what any delivery allocates once is in
     // the baseline.
-    let mut wire = MailWire::open(smtp);
-    assert!(wire.reply().starts_with("220"));
-    wire.smtp("HELO warm.test", "250");
-    wire.smtp("MAIL FROM:<alice@example.test>", "250");
-    wire.smtp("RCPT TO:<bob@example.test>", "250");
-    wire.smtp("DATA", "354");
-    wire.send("Subject: warm-up\r\n\r\nfirst\r\n.");
-    assert!(wire.reply().starts_with("250"));
+    let mut wire = MailWire::smtp(smtp);
+    wire.cmd_expect("HELO warm.test", "250");
+    assert!(to_bob(&mut wire, "Subject: warm-up\r\n\r\nfirst\r\n").starts_with("250"));
     let Some(rss_before) = resident_bytes(pid) else {
         say("mail_relay_memory_stays_bounded: skipped (no /proc/PID/status)");
         return;
     };
-    let senders: Vec<_> = (0..HALF_SENT_CLIENTS)
-        .map(|i| {
-            thread::spawn(move || {
-                let mut client = MailWire::open(smtp);
-                assert!(client.reply().starts_with("220"));
-                client.smtp(&format!("HELO holder{i}.test"), "250");
-                client.smtp("MAIL FROM:<alice@example.test> SIZE=4194304", "250");
-                client.smtp("RCPT TO:<bob@example.test>", "250");
-                client.smtp("DATA", "354");
-                let line = [b"x".repeat(78), b"\r\n".to_vec()].concat();
-                let block = line.repeat(HALF_SENT_BYTES / line.len());
-                client.writer.write_all(&block).unwrap();
-                client
-                    .writer
-                    .write_all(&line[..HALF_SENT_BYTES - block.len()])
-                    .unwrap();
-                client
-            })
-        })
-        .collect();
-    let clients: Vec<MailWire> = senders.into_iter().map(|h| h.join().unwrap()).collect();
-    // Stored with `\n` endings (79 bytes a line), less what may still sit
-    // in each connection's write buffer.
-    let expected = (HALF_SENT_CLIENTS * (HALF_SENT_BYTES / 80 * 79 - 8192)) as u64;
-    let incoming = spool.join(".incoming");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut rss = rss_before;
-    loop {
-        rss = resident_bytes(pid).unwrap_or(rss);
-        let read = bytes_in(&incoming);
-        assert!(
-            rss.saturating_sub(rss_before) < HALF_SENT_GROWTH,
-            "the relay's memory grew by {} KiB (from {} KiB) with {} KiB of half-sent \
-             messages stored",
-            rss.saturating_sub(rss_before) / 1024,
-            rss_before / 1024,
-            read / 1024
-        );
-        if read >= expected {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the relay stored only {read} of {expected} bytes of the half-sent messages in 120 s"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    let clients = hold_half_sent(smtp);
+    let rss = watch_memory(pid, &spool.join(".incoming"), rss_before);
     say(&format!(
         "mail_relay_memory_stays_bounded: {HALF_SENT_CLIENTS} half-sent messages of \
          {} KiB each: memory grew by {} KiB",
@@ -430,11 +262,7 @@ fn mail_relay_memory_stays_bounded() {
     while all_files(&spool).len() > 1 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(100));
     }
-    wire.smtp("MAIL FROM:<alice@example.test>", "250");
-    wire.smtp("RCPT TO:<bob@example.test>", "250");
-    wire.smtp("DATA", "354");
-    wire.send("Subject: after\r\n\r\nstill here\r\n.");
-    assert!(wire.reply().starts_with("250"));
+    assert!(to_bob(&mut wire, "Subject: after\r\n\r\nstill here\r\n").starts_with("250"));
     let files = all_files(&spool);
     assert!(
         files.len() == 2 && files.iter().all(|f| f.starts_with("bob/new/")),
@@ -454,31 +282,18 @@ fn max_conns_flood_mail_relay() {
     let (server, spool) = start_relay("flood", &["--max-conns", "2"]);
     let before = baseline(&server);
     let (smtp, pop3) = (server.addr_of("smtp"), server.addr_of("pop3"));
-    let mut smtp_held: Vec<MailWire> = (0..2)
-        .map(|_| {
-            let mut wire = MailWire::open(smtp);
-            assert!(wire.reply().starts_with("220"));
-            wire.smtp("EHLO held.test", "250");
-            wire
-        })
-        .collect();
+    let mut smtp_held: Vec<MailWire> = (0..2).map(|_| MailWire::ehlo(smtp, "held.test")).collect();
     let mut pop3_held: Vec<MailWire> = ["alice", "bob"]
         .iter()
-        .map(|user| {
-            let mut wire = MailWire::open(pop3);
-            assert!(wire.line().starts_with("+OK"));
-            wire.pop3(&format!("USER {user}"));
-            wire.pop3(&format!("PASS {user}-pw"));
-            wire
-        })
+        .map(|user| MailWire::pop3(pop3, user, &format!("{user}-pw")))
         .collect();
     flood(&ctx, smtp, b"421 4.7.0 too many connections\r\n");
     flood(&ctx, pop3, b"-ERR too many connections\r\n");
     for wire in &mut smtp_held {
-        wire.smtp("NOOP", "250");
+        wire.cmd_expect("NOOP", "250");
     }
     for wire in &mut pop3_held {
-        assert_eq!(wire.pop3("STAT"), "+OK 0 0");
+        assert_eq!(wire.cmd_ok("STAT"), "+OK 0 0");
     }
     drop(smtp_held.pop());
     drop(pop3_held.pop());
@@ -521,6 +336,108 @@ fn parallel_guessing_pop3() {
         "{denied} of {GUESSES} parallel guesses answered within {GUESS_WATCH:?}"
     );
     server.expect_stderr("too many failed logins from this address", REPLY_TIMEOUT);
+}
+
+/// The real session after the garbage: a message to bob, fetched back over
+/// POP3 with its subject and text intact.
+fn send_and_fetch_one(ctx: &Ctx, smtp: SocketAddr, pop3: SocketAddr) {
+    let subject = format!("after the garbage {}", ctx.seed);
+    let mut wire = MailWire::ehlo(smtp, "checker.test");
+    let reply = to_bob(
+        &mut wire,
+        &format!("Subject: {subject}\r\n\r\nstill here\r\n"),
+    );
+    assert!(
+        reply.starts_with("250"),
+        "the message was refused: {reply:?}\n{}",
+        ctx.about()
+    );
+    wire.cmd_expect("QUIT", "221");
+
+    let mut wire = MailWire::pop3(pop3, "bob", "bob-pw");
+    let stat = wire.cmd_ok("STAT");
+    assert!(
+        stat.starts_with("+OK 1 "),
+        "bob's mailbox: {stat:?}\n{}",
+        ctx.about()
+    );
+    wire.cmd_ok("RETR 1");
+    let message: String = wire.multiline().iter().map(|l| format!("{l}\n")).collect();
+    assert!(
+        message.contains(&format!("Subject: {subject}\n\nstill here\n")),
+        "{message}"
+    );
+    wire.cmd_ok("QUIT");
+}
+
+/// Retries [`FRIEND`] as a real server does until it passes greylisting.
+fn pass_greylisting(smtp: SocketAddr) {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while !rcpt_accepted(smtp, FRIEND) {
+        assert!(
+            Instant::now() < deadline,
+            "{FRIEND} never passed greylisting"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every message the filter sessions left in the spool carries exactly one
+/// verdict of ours, its folder matches it, and GTUBE is always in `.Junk`.
+fn check_verdicts(ctx: &Ctx, spool: &Path) {
+    let mut stored = 0;
+    for name in all_files(spool) {
+        if name == ".greylist" {
+            continue;
+        }
+        let in_junk = name.starts_with("bob/.Junk/new/");
+        assert!(
+            in_junk || name.starts_with("bob/new/") || name == "bob/.Junk/maildirfolder",
+            "unexpected file {name}\n{}",
+            ctx.about()
+        );
+        if name.ends_with("maildirfolder") {
+            continue;
+        }
+        stored += 1;
+        let text = String::from_utf8_lossy(&fs::read(spool.join(&name)).unwrap()).into_owned();
+        let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+        let fields = |prefix: &str| {
+            head.lines()
+                .filter(|l| l.to_ascii_lowercase().starts_with(prefix))
+                .count()
+        };
+        assert_eq!(fields("x-spam-status:"), 1, "{name}:\n{text}");
+        assert_eq!(fields("x-spam-level:"), 1, "{name}:\n{text}");
+        assert!(
+            fields("x-spam-flag:") <= 1 && !head.contains("FAKED"),
+            "{name}:\n{text}"
+        );
+        assert_eq!(
+            in_junk,
+            head.contains("X-Spam-Flag: YES"),
+            "{name}:\n{text}"
+        );
+        if body.contains(GTUBE) {
+            assert!(in_junk, "GTUBE in the inbox: {name}");
+        }
+    }
+    assert!(stored > 0, "no message was stored\n{}", ctx.about());
+}
+
+/// A restart compacts the greylist's log: the table is within its cap (50)
+/// on disk too, and the passed sender still passes.
+fn greylist_kept_after_restart(mut server: Server, spool: &Path, filters: &[&str]) {
+    server.kill();
+    let dir = spool.parent().unwrap();
+    let relay = Relay::start_in(dir, MAIL_USERS, filters);
+    let table = fs::read_to_string(spool.join(".greylist")).unwrap();
+    let entries = table.lines().filter(|l| !l.starts_with('#')).count();
+    assert!(entries <= 50, "{entries} triplets kept, the cap is 50");
+    assert!(
+        rcpt_accepted(relay.smtp(), FRIEND),
+        "forgot a passed sender"
+    );
 }
 
 /// SMTP commands with wrong arguments, broken addresses and huge sizes.
@@ -584,25 +501,36 @@ const SMTP_JUNK: &[&str] = &[
     " ",
 ];
 
-/// One SMTP command line of garbage.
+/// One SMTP command line of garbage. Over 512 bytes it gets `500 line too
+/// long`, and the session carries on.
 fn smtp_junk(rng: &mut Rng) -> Vec<u8> {
+    let prefixes = ["MAIL FROM:<", "RCPT TO:<", "EHLO ", "VRFY "];
+    junk_command(rng, ("MAIL FROM:<", 510, 3000), &prefixes, SMTP_JUNK)
+}
+
+/// One command line of garbage: random bytes; a line of `over.0` and at
+/// least `over.1` more bytes (up to `over.2` beyond that), past the line
+/// limit; broken UTF-8 after one of `prefixes`; or a line of `table`.
+fn junk_command(
+    rng: &mut Rng,
+    over: (&str, usize, u64),
+    prefixes: &[&str],
+    table: &[&str],
+) -> Vec<u8> {
     match rng.below(8) {
         0 => junk(rng),
-        // Over 512 bytes: `500 line too long`, and the session carries on.
         1 => {
-            let mut line = b"MAIL FROM:<".to_vec();
-            let len = 510 + rng.below(3000) as usize;
+            let mut line = over.0.as_bytes().to_vec();
+            let len = over.1 + rng.below(over.2) as usize;
             line.extend(printable(rng, len));
             line
         }
         2 => {
-            let mut line = pick(rng, &["MAIL FROM:<", "RCPT TO:<", "EHLO ", "VRFY "])
-                .as_bytes()
-                .to_vec();
+            let mut line = pick(rng, prefixes).as_bytes().to_vec();
             line.extend(broken_utf8(rng));
             line
         }
-        _ => pick(rng, SMTP_JUNK).as_bytes().to_vec(),
+        _ => pick(rng, table).as_bytes().to_vec(),
     }
 }
 
@@ -789,26 +717,11 @@ const POP3_JUNK: &[&str] = &[
     " ",
 ];
 
-/// One POP3 command line of garbage.
+/// One POP3 command line of garbage. Over 255 bytes it gets `-ERR line
+/// too long`, and the session carries on.
 fn pop3_junk(rng: &mut Rng) -> Vec<u8> {
-    match rng.below(8) {
-        0 => junk(rng),
-        // Over 255 bytes: `-ERR line too long`, and the session carries on.
-        1 => {
-            let mut line = b"USER ".to_vec();
-            let len = 253 + rng.below(2000) as usize;
-            line.extend(printable(rng, len));
-            line
-        }
-        2 => {
-            let mut line = pick(rng, &["USER ", "PASS ", "RETR ", "TOP 1 "])
-                .as_bytes()
-                .to_vec();
-            line.extend(broken_utf8(rng));
-            line
-        }
-        _ => pick(rng, POP3_JUNK).as_bytes().to_vec(),
-    }
+    let prefixes = ["USER ", "PASS ", "RETR ", "TOP 1 "];
+    junk_command(rng, ("USER ", 253, 2000), &prefixes, POP3_JUNK)
 }
 
 /// One garbage POP3 session: junk commands, maybe after a correct login or
@@ -840,53 +753,6 @@ fn pop3_session(addr: SocketAddr, rng: &mut Rng, log: &mut Vec<String>) -> Resul
     s.end(end).map(drop)
 }
 
-/// A raw SMTP or POP3 client for the checks (CRLF lines).
-struct MailWire {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl MailWire {
-    fn open(addr: SocketAddr) -> MailWire {
-        let stream = common::connect(addr);
-        MailWire {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    fn line(&mut self) -> String {
-        common::read_crlf_line(&mut self.reader)
-    }
-
-    /// A whole SMTP reply (continuation lines joined with `\n`).
-    fn reply(&mut self) -> String {
-        common::read_smtp_reply(&mut self.reader)
-    }
-
-    fn send(&mut self, line: &str) {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-    }
-
-    fn smtp(&mut self, line: &str, code: &str) {
-        self.send(line);
-        let reply = self.reply();
-        assert!(
-            reply.starts_with(code),
-            "{line:?}: expected {code}, got {reply:?}"
-        );
-    }
-
-    fn pop3(&mut self, line: &str) -> String {
-        self.send(line);
-        let reply = self.line();
-        assert!(reply.starts_with("+OK"), "{line:?}: got {reply:?}");
-        reply
-    }
-}
-
 /// Every file under `dir`, relative to it, sorted.
 fn all_files(dir: &Path) -> Vec<String> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
@@ -913,15 +779,8 @@ fn all_files(dir: &Path) -> Vec<String> {
 /// A mail relay with `extra` flags; returns it and its spool folder.
 fn start_relay(test: &str, extra: &[&str]) -> (Server, PathBuf) {
     let dir = temp_dir(&format!("bad-input-mail-{test}"));
-    let spool = dir.join("spool");
-    let users = dir.join("users");
-    fs::write(&users, MAIL_USERS).unwrap();
     let max = MAIL_MAX_SIZE.to_string();
     let mut args = vec![
-        "--spool",
-        spool.to_str().unwrap(),
-        "--users",
-        users.to_str().unwrap(),
         "--max-size",
         &max,
         "--auth-delay-ms",
@@ -932,13 +791,8 @@ fn start_relay(test: &str, extra: &[&str]) -> (Server, PathBuf) {
         "1000000000",
     ];
     args.extend_from_slice(extra);
-    let server = Server::start_with(
-        MAIL,
-        &["--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0"],
-        &args,
-        2,
-    );
-    (server, spool)
+    let relay = Relay::start_in(&dir, MAIL_USERS, &args);
+    (relay.server, relay.spool)
 }
 
 /// The sender of [`mail_relay_filters_survive_garbage`] that passes greylisting.
@@ -950,24 +804,21 @@ const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EM
 /// A polite SMTP session up to `MAIL FROM:<from>`: reads the whole
 /// greeting (through the wait) first.
 fn polite(addr: SocketAddr, from: &str) -> MailWire {
-    let mut wire = MailWire::open(addr);
-    let greeting = wire.reply();
-    assert!(greeting.starts_with("220"), "{greeting:?}");
-    wire.smtp("EHLO mx.far.test", "250");
-    wire.smtp(&format!("MAIL FROM:<{from}>"), "250");
+    let mut wire = MailWire::ehlo(addr, "mx.far.test");
+    wire.cmd_expect(&format!("MAIL FROM:<{from}>"), "250");
     wire
 }
 
 /// Is `bob@example.test` accepted at once from `from`?
 fn rcpt_accepted(addr: SocketAddr, from: &str) -> bool {
     let mut wire = polite(addr, from);
-    wire.send("RCPT TO:<bob@example.test>");
+    wire.send_line("RCPT TO:<bob@example.test>");
     let reply = wire.reply();
     assert!(
         reply.starts_with("250") || reply.starts_with("451 4.7.1"),
         "{reply:?}"
     );
-    wire.smtp("QUIT", "221");
+    wire.cmd_expect("QUIT", "221");
     reply.starts_with("250")
 }
 
@@ -1012,12 +863,12 @@ fn made_up_sender(addr: SocketAddr, rng: &mut Rng, log: &mut Vec<String>) -> Res
     let from = format!("bot{:016x}@spam{}.test", rng.next_u64(), rng.below(1000));
     log.push(format!("made-up sender {from}"));
     let mut wire = polite(addr, &from);
-    wire.send("RCPT TO:<bob@example.test>");
+    wire.send_line("RCPT TO:<bob@example.test>");
     let reply = wire.reply();
     if !reply.starts_with("451 4.7.1 <bob@example.test>: greylisted") {
         return Err(format!("a made-up sender's first RCPT got {reply:?}"));
     }
-    wire.smtp("QUIT", "221");
+    wire.cmd_expect("QUIT", "221");
     Ok(())
 }
 
@@ -1068,22 +919,89 @@ fn rule_triggering_message(
     }
     log.push(format!("message of {} bytes", text.len()));
     let mut wire = polite(addr, FRIEND);
-    wire.send("RCPT TO:<bob@example.test>");
+    wire.send_line("RCPT TO:<bob@example.test>");
     let reply = wire.reply();
     if !reply.starts_with("250") {
         return Err(format!("the passed sender's RCPT got {reply:?}"));
     }
-    wire.smtp("DATA", "354");
+    wire.cmd_expect("DATA", "354");
     wire.writer
         .write_all(text.as_bytes())
         .map_err(|e| e.to_string())?;
-    wire.send(".");
+    wire.send_line(".");
     let reply = wire.reply();
     if !reply.starts_with("250") {
         return Err(format!("a message was refused: {reply:?}"));
     }
-    wire.smtp("QUIT", "221");
+    wire.cmd_expect("QUIT", "221");
     Ok(())
+}
+
+/// A message from alice to bob on an open session: MAIL, RCPT, DATA, `text`
+/// (CRLF lines, none a lone dot) and the final dot; the reply to the dot.
+fn to_bob(wire: &mut MailWire, text: &str) -> String {
+    wire.cmd_expect("MAIL FROM:<alice@example.test>", "250");
+    wire.cmd_expect("RCPT TO:<bob@example.test>", "250");
+    wire.cmd_expect("DATA", "354");
+    wire.send_line(&format!("{text}."));
+    wire.reply()
+}
+
+/// [`HALF_SENT_CLIENTS`] sessions, each holding [`HALF_SENT_BYTES`] of a
+/// 4 MiB message, sent from as many threads at once.
+fn hold_half_sent(smtp: SocketAddr) -> Vec<MailWire> {
+    let senders: Vec<_> = (0..HALF_SENT_CLIENTS)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut client = MailWire::smtp(smtp);
+                client.cmd_expect(&format!("HELO holder{i}.test"), "250");
+                client.cmd_expect("MAIL FROM:<alice@example.test> SIZE=4194304", "250");
+                client.cmd_expect("RCPT TO:<bob@example.test>", "250");
+                client.cmd_expect("DATA", "354");
+                let line = [b"x".repeat(78), b"\r\n".to_vec()].concat();
+                let block = line.repeat(HALF_SENT_BYTES / line.len());
+                client.writer.write_all(&block).unwrap();
+                client
+                    .writer
+                    .write_all(&line[..HALF_SENT_BYTES - block.len()])
+                    .unwrap();
+                client
+            })
+        })
+        .collect();
+    senders.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// Watches the relay's resident memory (from `rss_before`) until it has
+/// stored the half-sent text in `incoming`: it must grow by less than
+/// [`HALF_SENT_GROWTH`] all the while. Returns the last reading.
+fn watch_memory(pid: u32, incoming: &Path, rss_before: u64) -> u64 {
+    // Stored with `\n` endings (79 bytes a line), less what may still sit
+    // in each connection's write buffer.
+    let expected = (HALF_SENT_CLIENTS * (HALF_SENT_BYTES / 80 * 79 - 8192)) as u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut rss = rss_before;
+    loop {
+        rss = resident_bytes(pid).unwrap_or(rss);
+        let read = bytes_in(incoming);
+        assert!(
+            rss.saturating_sub(rss_before) < HALF_SENT_GROWTH,
+            "the relay's memory grew by {} KiB (from {} KiB) with {} KiB of half-sent \
+             messages stored",
+            rss.saturating_sub(rss_before) / 1024,
+            rss_before / 1024,
+            read / 1024
+        );
+        if read >= expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay stored only {read} of {expected} bytes of the half-sent messages in 120 s"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    rss
 }
 
 /// The resident memory (`VmRSS`, in bytes) of process `pid`, where `/proc` has it.
