@@ -105,3 +105,58 @@ fn checked_name(name: &[u8]) -> Result<&str, &'static str> {
     }
     std::str::from_utf8(name).map_err(|_| "bad name")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Commands split at the first space; a PUT's size and digest are taken
+    /// from the right, so whatever is left is judged as a name.
+    #[test]
+    fn parses_requests() {
+        let digest = "ab".repeat(32);
+        assert!(matches!(parse_request(b"LIST"), Ok(Request::List)));
+        assert!(matches!(
+            parse_request(b"get notes.txt"),
+            Ok(Request::Get("notes.txt"))
+        ));
+        let put = format!("PUT notes.txt 12 {digest}");
+        assert!(matches!(
+            parse_request(put.as_bytes()),
+            Ok(Request::Put {
+                name: "notes.txt",
+                size: 12,
+                digest: [0xab, ..]
+            })
+        ));
+        assert_eq!(parse_request(b"LIST now").err(), Some("bad request"));
+        assert_eq!(parse_request(b"GET").err(), Some("bad request"));
+        assert_eq!(parse_request(b"GET my file").err(), Some("bad name"));
+        assert_eq!(parse_request(b"DANCE").err(), Some("unknown command"));
+        let signed = format!("PUT notes.txt +12 {digest}");
+        assert_eq!(parse_request(signed.as_bytes()).err(), Some("bad request"));
+        let huge = format!("PUT notes.txt 99999999999999999999 {digest}");
+        assert_eq!(parse_request(huge.as_bytes()).err(), Some("too large"));
+    }
+
+    /// Names: 1 to 255 of letters, digits, `.`, `_` and `-`, no leading dot.
+    #[test]
+    fn validates_names() {
+        for good in ["a", "notes.txt", "x_y-z.tar.gz", &"n".repeat(255)] {
+            assert!(valid_name(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "",
+            ".hidden",
+            "..",
+            "../x",
+            "/etc/passwd",
+            "a b",
+            "é",
+            &"n".repeat(256),
+        ] {
+            assert!(!valid_name(bad.as_bytes()), "{bad}");
+        }
+        assert!(!valid_name(b"a\0b"));
+    }
+}
