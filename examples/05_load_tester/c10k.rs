@@ -22,16 +22,7 @@ pub fn run(args: &Matches, setup: Setup) -> io::Result<Report> {
     let size = args.size("--size", 64);
     let payload = Arc::new(payload(size));
 
-    // Each connection is one file descriptor here (and one in the server).
-    // Say so before we start rather than fail at connection 1,021.
-    if let Some(limit) = proc::open_file_limit()
-        && limit < conns as u64 + 32
-    {
-        netlessons::log!(
-            "warning: this process may open only {limit} files, fewer than {conns} connections \
-             need; raise it with `ulimit -n 20000` (here and in the server's shell)"
-        );
-    }
+    warn_if_few_files(conns);
 
     // Two meeting points: all connections open; the hold is over. Every
     // thread passes each gate whatever happened to it, so one failure
@@ -81,21 +72,43 @@ pub fn run(args: &Matches, setup: Setup) -> io::Result<Report> {
         tally.latencies.len() as f64 / storm_secs,
     );
     line.push_str(&tally.latency_fields());
+    line.push_str(&memory_fields(during_hold, after));
+    Ok(tally.into_report(line))
+}
+
+/// Each connection is one file descriptor here (and one in the server).
+/// Say so before we start rather than fail at connection 1,021.
+fn warn_if_few_files(conns: usize) {
+    if let Some(limit) = proc::open_file_limit()
+        && limit < conns as u64 + 32
+    {
+        netlessons::log!(
+            "warning: this process may open only {limit} files, fewer than {conns} connections \
+             need; raise it with `ulimit -n 20000` (here and in the server's shell)"
+        );
+    }
+}
+
+/// The server's memory while it held every connection, and after the last
+/// round trips (`--server-pid`): ` hold_rss_mib=… hold_threads=…
+/// server_rss_mib=… server_hwm_mib=…`.
+fn memory_fields(during_hold: Option<proc::Memory>, after: Option<proc::Memory>) -> String {
+    let mut fields = String::new();
     if let Some(m) = during_hold {
         let _ = write!(
-            line,
+            fields,
             " hold_rss_mib={:.1} hold_threads={}",
             m.rss_mib, m.threads
         );
     }
     if let Some(m) = after {
         let _ = write!(
-            line,
+            fields,
             " server_rss_mib={:.1} server_hwm_mib={:.1}",
             m.rss_mib, m.hwm_mib
         );
     }
-    Ok(tally.into_report(line))
+    fields
 }
 
 /// Opens `count` connections one after another, each proving itself with a

@@ -39,11 +39,9 @@
 //! reads only `Content-Length` bodies: every static file server sends one,
 //! and a chunked body is reported as an error that says so.
 
-use crate::echo::Plan;
-use crate::measure::{self, Gate, Report, Tally};
-use crate::{MB, Setup, connect, proc};
+use crate::measure::{self, Gate, Plan, Report, Tally};
+use crate::{MB, Setup, connect};
 use netlessons::cli::Matches;
-use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -63,30 +61,11 @@ const BUFFER: usize = 256 * 1024;
 /// Runs the mode and builds its report line.
 pub fn run(args: &Matches, setup: Setup) -> io::Result<Report> {
     let conns = args.positive("--conns", 32);
-    let rounds = args.positive("--rounds", 1000);
+    let plan = Plan::from_args(args, 1000);
     let warmup = args.number("--warmup", 10);
     let per_thread = args.positive("--per-thread", 1).min(conns);
-    let plan = match args.seconds("--duration") {
-        Some(time) => Plan::For(time),
-        None => Plan::Rounds(rounds),
-    };
     let path = args.get("--path").unwrap_or("/");
-    if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        args.fail(&format!(
-            "--path must start with '/' and hold no spaces or control characters (percent-encode them): {path:?}"
-        ));
-    }
-    // The request is the same every time, so it is made once: one write of
-    // these bytes per request, nothing formatted or allocated in the loop.
-    // `Host` is required in HTTP/1.1 (RFC 9112 §3.2); the address we
-    // connect to is what a browser would send for an address typed in.
-    let request: Arc<[u8]> = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", setup.addr)
-        .into_bytes()
-        .into();
-    let plan_text = match plan {
-        Plan::Rounds(rounds) => format!("rounds={rounds}"),
-        Plan::For(time) => format!("duration={}", time.as_secs()),
-    };
+    let request = request(args, setup, path);
 
     // One probe first: it learns the body length (unless --size gives it)
     // and turns a wrong path or a server that is not there into one clear
@@ -98,7 +77,8 @@ pub fn run(args: &Matches, setup: Setup) -> io::Result<Report> {
             let mut tally = Tally::default();
             tally.fail(e);
             let line = format!(
-                "http conns={conns} {plan_text} path={path} requests=0 errors=1 reconnects=0"
+                "http conns={conns} {} path={path} requests=0 errors=1 reconnects=0",
+                plan.field()
             );
             return Ok(tally.into_report(line));
         }
@@ -106,54 +86,53 @@ pub fn run(args: &Matches, setup: Setup) -> io::Result<Report> {
 
     let threads = conns.div_ceil(per_thread);
     let reconnects = Arc::new(AtomicU64::new(0));
+    let worker_reconnects = Arc::clone(&reconnects);
     // The common start, as in `echo`: every worker connects and warms up,
     // then all start together (see `measure::Gate`).
-    let gate = Gate::new(threads + 1);
-    let (worker_gate, worker_reconnects) = (Arc::clone(&gate), Arc::clone(&reconnects));
-    let worker_request = Arc::clone(&request);
-    let pool = measure::start_workers(threads, &[Arc::clone(&gate)], move |i| {
+    let run = measure::measure_closed(args, threads, move |i, gate| {
         // Share the connections out: the last thread may have fewer.
         let mine = per_thread.min(conns - i * per_thread);
         let job = Job {
             setup,
-            request: &worker_request,
+            request: &request,
             expect,
             reconnects: &worker_reconnects,
         };
-        http_worker(&job, mine, plan, warmup, &worker_gate)
-    });
-    let start = gate.wait();
-    let cpu_before = proc::server_cpu(args);
-    let mut tally = measure::join(pool)?;
-    let Some(start) = start else {
-        return Err(io::Error::other("the run was called off"));
-    };
-    let secs = start.elapsed().as_secs_f64();
-    let cpu_after = proc::server_cpu(args);
-
-    let requests = tally.latencies.len();
-    let mut line = format!(
-        "http conns={conns} {plan_text}{} path={path} size={} requests={requests} errors={} \
+        http_worker(&job, mine, plan, warmup, gate)
+    })?;
+    let requests = run.tally.latencies.len();
+    let line = format!(
+        "http conns={conns} {}{} path={path} size={} requests={requests} errors={} \
          reconnects={} secs={secs:.3} req_per_s={:.0} mb_per_s={:.2}",
+        plan.field(),
         if per_thread > 1 {
             format!(" per_thread={per_thread}")
         } else {
             String::new()
         },
         expect.length,
-        tally.errors,
+        run.tally.errors,
         reconnects.load(Ordering::Relaxed),
-        requests as f64 / secs,
-        tally.bytes as f64 / MB / secs,
+        requests as f64 / run.secs,
+        run.tally.bytes as f64 / MB / run.secs,
+        secs = run.secs,
     );
-    line.push_str(&tally.latency_fields());
-    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-        // What the server spent, whatever share of the cores we took.
-        let per_request = after.saturating_sub(before).as_secs_f64() / requests.max(1) as f64;
-        let _ = write!(line, " server_cpu_us_per_req={:.2}", per_request * 1e6);
+    Ok(run.into_report(line, args))
+}
+
+/// The request every connection sends, checked and made once: one write of
+/// these bytes per request, nothing formatted or allocated in the loop.
+fn request(args: &Matches, setup: Setup, path: &str) -> Arc<[u8]> {
+    if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        args.fail(&format!(
+            "--path must start with '/' and hold no spaces or control characters (percent-encode them): {path:?}"
+        ));
     }
-    line.push_str(&proc::memory_fields(args));
-    Ok(tally.into_report(line))
+    // `Host` is required in HTTP/1.1 (RFC 9112 §3.2); the address we
+    // connect to is what a browser would send for an address typed in.
+    format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", setup.addr)
+        .into_bytes()
+        .into()
 }
 
 /// What every response must be.
@@ -198,71 +177,20 @@ fn probe(setup: Setup, request: &[u8], path: &str, wanted: Option<u64>) -> io::R
     })
 }
 
-/// One worker thread with `count` connections: connect, warm up, wait for
-/// everyone, then the planned requests, in lock-step batches when `count`
-/// is more than 1 (see `echo_worker`, which does the same with echoes).
+/// One worker thread with `count` connections, in lock-step batches when
+/// `count` is more than 1 (see `measure::closed_loop`, which `echo` uses
+/// too). Warm-up responses are checked too (a wrong one is an error all the
+/// same), but neither timed nor counted as requests.
 fn http_worker(job: &Job, count: usize, plan: Plan, warmup: usize, gate: &Gate) -> Tally {
-    let mut tally = Tally::with_capacity(
-        count
-            * match plan {
-                Plan::Rounds(rounds) => rounds,
-                Plan::For(_) => 100_000,
-            },
-    );
     let mut sent = vec![Instant::now(); count];
-    // Warm-up responses are checked too (a wrong one is an error all the
-    // same), but neither timed nor counted as requests.
-    let ready = (0..count)
-        .map(|_| HttpConn::open(job.setup))
-        .collect::<io::Result<Vec<HttpConn>>>()
-        .and_then(|mut conns| {
-            for _ in 0..warmup {
-                batch(job, &mut conns, &mut sent, |answer| {
-                    if let Err(e) = answer {
-                        tally.fail(e);
-                    }
-                })?;
-            }
-            Ok(conns)
-        });
-    // Every worker reaches the gate, even one that failed: the others (and
-    // the clock) wait for all of them.
-    let Some(start) = gate.wait() else {
-        return tally; // called off: the pool reports why
-    };
-    let mut conns = match ready {
-        Ok(conns) => conns,
-        Err(e) => {
-            tally.fail(e);
-            tally.errors += count as u64 - 1; // none of this thread's ran
-            return tally;
-        }
-    };
-    let mut answered = 0;
-    loop {
-        let done = match plan {
-            Plan::Rounds(rounds) => answered >= rounds * count,
-            Plan::For(time) => start.elapsed() >= time,
-        };
-        if done {
-            break;
-        }
-        let finished = batch(job, &mut conns, &mut sent, |answer| {
-            answered += 1;
-            match answer {
-                Ok(latency) => tally.record(latency, job.expect.length),
-                Err(e) => tally.fail(e),
-            }
-        });
-        if let Err(e) = finished {
-            // A broken connection ends this thread's share, and the others
-            // of the thread stop with it and count too, as in `echo`.
-            tally.fail(e);
-            tally.errors += count as u64 - 1;
-            break;
-        }
-    }
-    tally
+    let open = || HttpConn::open(job.setup);
+    measure::closed_loop(count, plan, warmup, gate, open, |conns, tally, timed| {
+        batch(job, conns, &mut sent, |answer| match answer {
+            Ok(latency) if timed => tally.record(latency, job.expect.length),
+            Ok(_) => {}
+            Err(e) => tally.fail(e),
+        })
+    })
 }
 
 /// One request on every connection, then every response. `done` gets each

@@ -10,7 +10,15 @@
 //! 3. **Percentiles, not the mean** ([`percentile`]): the mean hides the
 //!    slow requests that someone waited for; p50, p99 and max show them.
 //!    [`histogram`] draws the whole distribution (`--histogram`).
+//!
+//! Two modes, `echo` and `http`, run a *closed loop*: each connection has
+//! one request in flight and sends the next only after the answer.
+//! [`closed_loop`] is that loop, for any kind of connection, and
+//! [`measure_closed`] runs it on every worker thread at once and ends the
+//! report line the same way for both.
 
+use crate::proc;
+use netlessons::cli::Matches;
 use std::fmt::{self, Write as _};
 use std::io;
 use std::sync::{Arc, Condvar, Mutex};
@@ -293,4 +301,174 @@ where
 pub fn join(pool: JoinHandle<io::Result<Tally>>) -> io::Result<Tally> {
     pool.join()
         .unwrap_or_else(|_| Err(io::Error::other("the worker pool panicked")))
+}
+
+/// How long each connection of a closed loop runs (echo, http).
+#[derive(Debug, Clone, Copy)]
+pub enum Plan {
+    /// This many round trips.
+    Rounds(usize),
+    /// As many round trips as fit in this time.
+    For(Duration),
+}
+
+impl Plan {
+    /// `--rounds` (default `rounds`), unless `--duration` asks for a timed
+    /// run: every connection then runs until the time is up, and the count
+    /// of round trips is the result rather than the setting.
+    pub fn from_args(args: &Matches, rounds: usize) -> Plan {
+        let rounds = args.positive("--rounds", rounds);
+        match args.seconds("--duration") {
+            Some(time) => Plan::For(time),
+            None => Plan::Rounds(rounds),
+        }
+    }
+
+    /// `rounds=N` or `duration=SECS`, for the report line.
+    pub fn field(self) -> String {
+        match self {
+            Plan::Rounds(rounds) => format!("rounds={rounds}"),
+            Plan::For(time) => format!("duration={}", time.as_secs()),
+        }
+    }
+}
+
+/// A closed-loop run as measured: the merged tally, the seconds from the
+/// common start until the last worker finished, and the server's CPU time
+/// in that window (with `--server-pid`).
+pub struct Measured {
+    pub tally: Tally,
+    pub secs: f64,
+    server_cpu: Option<Duration>,
+}
+
+/// Starts `threads` workers, each running `work(i, gate)` (normally a
+/// [`closed_loop`]), waits at the gate with them, and measures from the
+/// common start until all are done.
+pub fn measure_closed<F>(args: &Matches, threads: usize, work: F) -> io::Result<Measured>
+where
+    F: Fn(usize, &Gate) -> Tally + Send + Sync + 'static,
+{
+    // Every worker thread plus this one meet at the gate: each worker first
+    // connects and warms up, and only then do all start measuring together.
+    let gate = Gate::new(threads + 1);
+    let worker_gate = Arc::clone(&gate);
+    let pool = start_workers(threads, &[Arc::clone(&gate)], move |i| {
+        work(i, &worker_gate)
+    });
+    let start = gate.wait();
+    let cpu_before = proc::server_cpu(args);
+    let tally = join(pool)?;
+    let Some(start) = start else {
+        return Err(io::Error::other("the run was called off"));
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let cpu_after = proc::server_cpu(args);
+    Ok(Measured {
+        tally,
+        secs,
+        server_cpu: cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b)),
+    })
+}
+
+impl Measured {
+    /// Ends the mode's report `line` with what every closed loop reports:
+    /// the latency percentiles, the server's CPU time per request and its
+    /// memory (both with `--server-pid`).
+    pub fn into_report(mut self, mut line: String, args: &Matches) -> Report {
+        line.push_str(&self.tally.latency_fields());
+        if let Some(cpu) = self.server_cpu {
+            // The server's own CPU time per request: unlike requests/s, this
+            // does not depend on how much CPU the load tester took for
+            // itself. (The window runs from the gate until every worker has
+            // finished, so it also holds the server's work on the closing
+            // connections: a little, next to thousands of requests.)
+            let requests = self.tally.latencies.len().max(1);
+            let per_request = cpu.as_secs_f64() / requests as f64;
+            let _ = write!(line, " server_cpu_us_per_req={:.2}", per_request * 1e6);
+        }
+        line.push_str(&proc::memory_fields(args));
+        self.tally.into_report(line)
+    }
+}
+
+/// One worker thread of a closed loop with `count` connections: open them
+/// (`open`), warm up, wait for everyone at the gate, then the planned
+/// rounds. `round` sends one request on every connection and reads every
+/// answer; it is told whether the round is timed (`false` during the
+/// warm-up, whose latencies are not recorded), and records into the tally.
+///
+/// With one connection (the default) this is the simplest client there is:
+/// send, wait for the reply, repeat. With several (`--per-thread`) the
+/// thread drives them in lock-step: it sends one request on each, then
+/// reads each reply in turn. Every connection still has exactly one request
+/// in flight, so the server sees the same load, but the client thread
+/// sleeps once per *batch* instead of once per request: by the time it has
+/// read the first reply, the others have usually arrived. That is how
+/// load generators such as `wrk` keep their own cost down (with an event
+/// loop rather than lock-step), and on a machine where client and server
+/// share the cores, a cheaper client leaves more of them to the server.
+/// Each latency runs from the moment its request was sent to the moment
+/// its whole reply was read, so waiting behind the batch is counted.
+pub fn closed_loop<C>(
+    count: usize,
+    plan: Plan,
+    warmup: usize,
+    gate: &Gate,
+    mut open: impl FnMut() -> io::Result<C>,
+    mut round: impl FnMut(&mut [C], &mut Tally, bool) -> io::Result<()>,
+) -> Tally {
+    // For a timed run we cannot know the count; 100,000 entries (1.6 MB)
+    // per connection cover a few seconds, and past that the buffer grows,
+    // rarely.
+    let mut tally = Tally::with_capacity(
+        count
+            * match plan {
+                Plan::Rounds(rounds) => rounds,
+                Plan::For(_) => 100_000,
+            },
+    );
+    let ready = (0..count)
+        .map(|_| open())
+        .collect::<io::Result<Vec<C>>>()
+        .and_then(|mut conns| {
+            for _ in 0..warmup {
+                round(&mut conns, &mut tally, false)?;
+            }
+            Ok(conns)
+        });
+    // Every worker must reach the gate, even one that failed to connect:
+    // the others (and the clock) are waiting for all of them.
+    let Some(start) = gate.wait() else {
+        return tally; // called off: the pool reports why
+    };
+    let mut conns = match ready {
+        Ok(conns) => conns,
+        Err(e) => {
+            tally.fail(e);
+            tally.errors += count as u64 - 1; // none of this thread's ran
+            return tally;
+        }
+    };
+    let mut rounds_done = 0;
+    loop {
+        let done = match plan {
+            Plan::Rounds(rounds) => rounds_done >= rounds,
+            Plan::For(time) => start.elapsed() >= time,
+        };
+        if done {
+            break;
+        }
+        if let Err(e) = round(&mut conns, &mut tally, true) {
+            // One broken connection ends its thread's share of the run. The
+            // others stop with it, and count as errors too, so that
+            // `errors` is always the number of connections that did not
+            // finish.
+            tally.fail(e);
+            tally.errors += count as u64 - 1;
+            break;
+        }
+        rounds_done += 1;
+    }
+    tally
 }

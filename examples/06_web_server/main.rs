@@ -17,29 +17,35 @@
 //! * `main.rs` (this file): the flags, and one connection's loop: read a
 //!   request, answer it, again, until the connection closes.
 //! * `request.rs`: reading the request head: lines, limits, errors, framing.
+//! * `body.rs`: bodies both ways, each under one clock: the one a client
+//!   sends (read and thrown away) and a big file sent back (streamed).
 //! * `files.rs`: from a target to a file, safely; listings; MIME types.
 //! * `ranges.rs`: `304 Not Modified` and `206 Partial Content`.
 //! * `response.rs`: the status line, the headers, and the `Date`.
 //!
 //! Chapter 10 (`docs/10-web-server.md`) walks through them.
 
+// Functions stay under about 80 lines (clippy.toml); see README, "For contributors".
+#![warn(clippy::too_many_lines)]
+
+mod body;
 mod files;
 mod ranges;
 mod request;
 mod response;
 
+use body::MAX_REQUEST_BODY;
 use files::{Resolved, Site};
 use netlessons::cli::Command;
-use netlessons::connection::{Connection, MIN_BODY_RATE};
-use netlessons::framing::{self, ChunkSource, is_too_long};
+use netlessons::connection::Connection;
 use netlessons::server::Server;
 use netlessons::trace::{Direction, escape};
 use ranges::{RangeAnswer, Validators};
-use request::{BodyFraming, HeadError, Request};
+use request::{HeadError, Request};
 use response::{Persistence, Status};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -48,9 +54,6 @@ use std::time::{Duration, Instant};
 /// Where the server listens unless `--addr` says otherwise.
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
-/// A body sent to us (a GET may carry one) larger than this gets `413`.
-const MAX_REQUEST_BODY: u64 = 1024 * 1024;
-
 /// A response body up to this size is copied behind its head in one buffer
 /// and both leave in one `write`; a larger one is streamed from the file
 /// after the head. Allocated once per connection, never per request.
@@ -58,10 +61,6 @@ const SMALL_BODY: usize = 16 * 1024;
 
 /// Room for a response head in the same buffer.
 const HEAD_ROOM: usize = 2 * 1024;
-
-/// A big file is sent in steps of this size, so that the reply's clock (see
-/// [`stream_file`]) is checked between steps.
-const STREAM_STEP: u64 = 1024 * 1024;
 
 /// The `404.html` page (chapter 10's exercise) is served if it is at most
 /// this large.
@@ -94,7 +93,47 @@ struct Config {
 }
 
 fn main() -> ExitCode {
-    let args = Command::new(
+    netlessons::cli::exit_status(run())
+}
+
+/// Checks the root, binds, prints the address, and serves until stopped. An
+/// error here (the port is taken, the root is not a folder) goes back to
+/// `main`, which prints it.
+fn run() -> io::Result<()> {
+    let args = command().parse_env();
+    let root_arg = PathBuf::from(args.get("--root").unwrap_or("."));
+    // Canonical once, at start: every file served must lie under this path.
+    let root = match fs::canonicalize(&root_arg) {
+        Ok(root) if root.is_dir() => root,
+        Ok(_) => {
+            let message = format!("--root {} is not a folder", root_arg.display());
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+        }
+        Err(e) => {
+            let message = format!("cannot serve {}: {e}", root_arg.display());
+            return Err(io::Error::new(e.kind(), message));
+        }
+    };
+    let config = args.server_config("http", Some(&busy_reply()));
+    let shared = Arc::new(Config {
+        site: Site {
+            root,
+            listing: !args.flag("--no-listing"),
+        },
+        log: !args.flag("--quiet"),
+        idle_timeout: config.idle_timeout,
+        line_timeout: config.line_timeout,
+    });
+    let server = Server::bind(config)?;
+    println!("listening on {}", server.local_addr());
+    let _ = io::stdout().flush();
+    print_welcome(server.local_addr(), &shared.site.root);
+    server.serve(move |conn| serve_connection(conn, &shared))
+}
+
+/// The command line: the flags every server has, and the folder to serve.
+fn command() -> Command {
+    Command::new(
         "06_web_server",
         "A web server: serves the files under a folder over HTTP/1.1 to browsers, curl and wget.",
     )
@@ -112,40 +151,6 @@ fn main() -> ExitCode {
          then open http://127.0.0.1:8080/netlessons/tutorial/\n\n\
          With --addr 0.0.0.0:8080, other devices on your network can connect too.",
     )
-    .parse_env();
-    let root_arg = PathBuf::from(args.get("--root").unwrap_or("."));
-    // Canonical once, at start: every file served must lie under this path.
-    let root = match fs::canonicalize(&root_arg) {
-        Ok(root) if root.is_dir() => root,
-        Ok(_) => return fail(&format!("--root {} is not a folder", root_arg.display())),
-        Err(e) => return fail(&format!("cannot serve {}: {e}", root_arg.display())),
-    };
-    let config = args.server_config("http", Some(&busy_reply()));
-    let shared = Arc::new(Config {
-        site: Site {
-            root,
-            listing: !args.flag("--no-listing"),
-        },
-        log: !args.flag("--quiet"),
-        idle_timeout: config.idle_timeout,
-        line_timeout: config.line_timeout,
-    });
-    let server = match Server::bind(config) {
-        Ok(server) => server,
-        Err(e) => return fail(&e.to_string()),
-    };
-    println!("listening on {}", server.local_addr());
-    let _ = io::stdout().flush();
-    print_welcome(server.local_addr(), &shared.site.root);
-    match server.serve(move |conn| serve_connection(conn, &shared)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e.to_string()),
-    }
-}
-
-fn fail(message: &str) -> ExitCode {
-    netlessons::log!("error: {message}");
-    ExitCode::FAILURE
 }
 
 /// Tells a person on stderr what is served and how to look at it.
@@ -219,7 +224,7 @@ fn answer(
 ) -> io::Result<(Status, u64, Persistence)> {
     let head_only = request.method == "HEAD";
     let refusal = match request.method.as_str() {
-        "GET" | "HEAD" => discard_body(conn, request, config.line_timeout)?.err(),
+        "GET" | "HEAD" => body::discard_body(conn, request, config.line_timeout)?.err(),
         "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "TRACE" | "CONNECT" => {
             Some(Status::MethodNotAllowed)
         }
@@ -272,84 +277,6 @@ fn answer(
         }
     };
     Ok((status, sent, persistence))
-}
-
-/// Reads and throws away a body sent with a GET or HEAD, so that none of its
-/// bytes is taken for the next request. `Ok(Err(status))`: a body we refuse
-/// (ambiguous framing, too large, malformed chunks).
-fn discard_body(
-    conn: &mut Connection,
-    request: &Request,
-    line_timeout: Option<Duration>,
-) -> io::Result<Result<(), Status>> {
-    let framing = match request.body_framing() {
-        Ok(framing) => framing,
-        Err(status) => return Ok(Err(status)),
-    };
-    match framing {
-        BodyFraming::None => Ok(Ok(())),
-        BodyFraming::Length(n) if n > MAX_REQUEST_BODY => Ok(Err(Status::ContentTooLarge)),
-        BodyFraming::Length(n) => {
-            conn.read_body(n, &mut io::sink(), |_| {})?;
-            Ok(Ok(()))
-        }
-        BodyFraming::Chunked => {
-            let mut source = BodyClock {
-                conn,
-                grace: line_timeout,
-                start: Instant::now(),
-                received: 0,
-            };
-            match framing::read_chunked(&mut source, &mut io::sink(), MAX_REQUEST_BODY) {
-                Ok(_) => Ok(Ok(())),
-                Err(e) if is_too_long(&e) => Ok(Err(Status::ContentTooLarge)),
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Err(Status::BadRequest)),
-                Err(e) => Err(e),
-            }
-        }
-    }
-}
-
-/// A chunked body read through a connection, with one clock over the whole
-/// body: the line timeout plus a second per [`MIN_BODY_RATE`] bytes, as a
-/// counted body has. (Each chunk's own clocks alone would let a client
-/// trickle one-byte chunks for ever.)
-struct BodyClock<'a> {
-    conn: &'a mut Connection,
-    /// The line timeout (`None`: no body clock either).
-    grace: Option<Duration>,
-    start: Instant,
-    received: u64,
-}
-
-impl BodyClock<'_> {
-    fn check(&self) -> io::Result<()> {
-        let Some(grace) = self.grace else {
-            return Ok(());
-        };
-        let allowed = grace + Duration::from_secs(self.received / MIN_BODY_RATE);
-        if self.start.elapsed() > allowed {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "chunked body arrived too slowly",
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl ChunkSource for BodyClock<'_> {
-    fn chunk_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
-        self.check()?;
-        self.conn.chunk_line(max)
-    }
-
-    fn chunk_data(&mut self, len: u64, sink: &mut dyn Write) -> io::Result<()> {
-        self.check()?;
-        self.conn.chunk_data(len, sink)?;
-        self.received += len;
-        Ok(())
-    }
 }
 
 /// Serves a file: `304` if the client's copy is current, else `200`, or
@@ -424,97 +351,10 @@ fn serve_file(
         write_all(conn, out)?;
     } else {
         write_all(conn, out)?;
-        stream_file(conn.socket(), &file, len, config.idle_timeout)?;
+        body::stream_file(conn.socket(), &file, len, config.idle_timeout)?;
     }
     conn.trace().body(Direction::Sent, len as usize);
     Ok((status, len))
-}
-
-/// Copies `len` bytes of `file` to the socket, through one buffer of at
-/// most [`COPY_BUF`] bytes (see [`copy_step`] for why not `io::copy`).
-///
-/// The reply has a clock, as an upload has (see `Connection::read_body`):
-/// each wait for the client to take more is bounded by the idle timeout,
-/// and the whole reply by the idle timeout plus one second per
-/// [`MIN_BODY_RATE`] bytes, so a client that reads a byte now and then
-/// cannot hold the thread for ever.
-fn stream_file(
-    socket: &TcpStream,
-    file: &File,
-    len: u64,
-    idle: Option<Duration>,
-) -> io::Result<()> {
-    let start = Instant::now();
-    let mut left = len;
-    let mut buf = vec![0u8; COPY_BUF.min(len as usize)];
-    let result = (|| {
-        while left > 0 {
-            if let Some(idle) = idle {
-                let allowed = idle + Duration::from_secs((len - left) / MIN_BODY_RATE);
-                let remaining = allowed.saturating_sub(start.elapsed());
-                if remaining.is_zero() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "client took too long to read the reply ({} of {len} bytes)",
-                            len - left
-                        ),
-                    ));
-                }
-                socket.set_write_timeout(Some(remaining.min(idle)))?;
-            }
-            let step = left.min(STREAM_STEP);
-            let copied = copy_step(file, socket, step, &mut buf)?;
-            if copied < step {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the file shrank while it was being sent",
-                ));
-            }
-            left -= copied;
-        }
-        Ok(())
-    })();
-    socket.set_write_timeout(idle)?;
-    result
-}
-
-/// The buffer a big body is copied through: one `read` and one `write` per
-/// 256 KiB. Allocated per big response (the small ones never need it), so
-/// a thousand idle connections cost nothing for it.
-const COPY_BUF: usize = 256 * 1024;
-
-/// Copies up to `step` bytes from `file` to `socket` through `buf`; returns
-/// how many (fewer only if the file ended).
-///
-/// Why not `io::copy`: std turns a copy from file to file into
-/// `copy_file_range`, but a copy from a file to a socket into a loop of
-/// 8 KiB `read`s and `write`s, and at 8 KiB a 1 GiB download is 262,144
-/// system calls of each kind: about half nginx's speed, measured
-/// (`docs/08-measuring.md`). With 256 KiB pieces it is 4,096 of each and
-/// as fast as nginx on loopback. What nginx does instead (`sendfile on`)
-/// is `sendfile`, which hands the page cache's pages to the socket without
-/// a copy into the program; std has no safe call for it, and this crate
-/// takes no `unsafe` and no crates.
-fn copy_step(
-    mut file: &File,
-    mut socket: &TcpStream,
-    step: u64,
-    buf: &mut [u8],
-) -> io::Result<u64> {
-    let mut done = 0;
-    while done < step {
-        let want = buf.len().min((step - done) as usize);
-        let n = match file.read(&mut buf[..want]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        socket.write_all(&buf[..n])?;
-        done += n as u64;
-    }
-    Ok(done)
 }
 
 /// A `404`: the site's own `404.html` if it has one (chapter 10's
