@@ -49,7 +49,7 @@ use netlessons::log;
 use netlessons::server::reachable;
 use netlessons::subnet::Allowlist;
 use partial::Limits;
-use reports::Reports;
+use reports::{Reports, Settings};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -154,16 +154,16 @@ fn run(args: &Matches) -> io::Result<()> {
         None => log!("cameras: {}", users.names().collect::<Vec<_>>().join(", ")),
     }
 
-    let mut reports = Reports::new(
-        socket,
+    let settings = Settings {
         users,
         allow,
         store,
         limits,
-        Dropper::new(drop_percent, args.value("--seed")),
-        args.flag("--trace"),
-        pause,
-    );
+        dropper: Dropper::new(drop_percent, args.value("--seed")),
+        trace: args.flag("--trace"),
+        pause_after_hello: pause,
+    };
+    let mut reports = Reports::new(socket, settings);
     serve(&mut reports)
 }
 

@@ -30,16 +30,26 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
-/// The server's state: the socket, the cameras, and every report in progress.
+/// What the server is given at start, from its flags.
+pub struct Settings {
+    /// The cameras and their secrets.
+    pub users: Users,
+    /// Who may send datagrams (`--allow`).
+    pub allow: Allowlist,
+    pub store: Store,
+    pub limits: Limits,
+    /// `--drop` and `--seed`: which of our replies to throw away.
+    pub dropper: Dropper,
+    /// `--trace`: one line per datagram.
+    pub trace: bool,
+    /// A test knob: sleep this long after each new report.
+    pub pause_after_hello: Duration,
+}
+
+/// The server's state: the socket, the settings, and every report in progress.
 pub struct Reports {
     socket: UdpSocket,
-    users: Users,
-    allow: Allowlist,
-    store: Store,
-    limits: Limits,
-    dropper: Dropper,
-    trace: bool,
-    pause_after_hello: Duration,
+    settings: Settings,
     /// Reports in progress, keyed by who sends them and the report id. The
     /// address is part of the key: another host that guessed (or saw) a
     /// report id still cannot add chunks to it.
@@ -54,26 +64,10 @@ pub struct Reports {
 
 impl Reports {
     /// The server's state around a bound socket.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        socket: UdpSocket,
-        users: Users,
-        allow: Allowlist,
-        store: Store,
-        limits: Limits,
-        dropper: Dropper,
-        trace: bool,
-        pause_after_hello: Duration,
-    ) -> Reports {
+    pub fn new(socket: UdpSocket, settings: Settings) -> Reports {
         Reports {
             socket,
-            users,
-            allow,
-            store,
-            limits,
-            dropper,
-            trace,
-            pause_after_hello,
+            settings,
             partials: HashMap::new(),
             finished: HashMap::new(),
             finished_order: VecDeque::new(),
@@ -101,7 +95,7 @@ impl Reports {
     pub fn handle(&mut self, bytes: &[u8], from: SocketAddr) {
         // 1. Who: `--allow` is checked for every datagram, since there is no
         //    connection whose first packet could be checked once for all.
-        if !self.allow.contains(from.ip()) {
+        if !self.settings.allow.contains(from.ip()) {
             self.dropped.not_allowed += 1;
             return;
         }
@@ -114,7 +108,7 @@ impl Reports {
                 return;
             }
         };
-        let trace = Trace::new(from, self.trace);
+        let trace = Trace::new(from, self.settings.trace);
         trace.line(
             Direction::Received,
             datagram::describe(&datagram.header, datagram.payload.len()).as_bytes(),
@@ -150,7 +144,7 @@ impl Reports {
         let camera = hello.get("camera").unwrap_or("").to_string();
         // An unknown camera is treated exactly like a wrong tag: with no
         // secret, nothing can be checked, so nothing is answered.
-        let Some(secret) = self.users.secret(&camera).map(str::to_string) else {
+        let Some(secret) = self.settings.users.secret(&camera).map(str::to_string) else {
             self.dropped.bad_tag += 1;
             self.note(from, "dropped: HELLO from an unknown camera");
             return None;
@@ -171,8 +165,14 @@ impl Reports {
         // From here on the datagram is genuine: answers are safe.
         let h = d.header;
         let key = (from, h.report);
+        let to = To {
+            addr: from,
+            secret: &secret,
+            report: h.report,
+            total: h.total,
+        };
         if self.finished.contains_key(&key) {
-            self.send(from, &secret, Kind::Done, h.report, 0, h.total, &[]);
+            self.send(to, Kind::Done, 0, &[]);
             return;
         }
         if let Some(partial) = self.partials.get_mut(&key) {
@@ -182,7 +182,7 @@ impl Reports {
             partial.datagrams += 1;
             let ack = partial.ack();
             let total = partial.total;
-            self.send_ack(from, &secret, h.report, total, &ack);
+            self.send_ack(To { total, ..to }, &ack);
             return;
         }
         if !store::valid_camera_name(&camera)
@@ -194,26 +194,18 @@ impl Reports {
                 from,
                 &format!("{camera}: refused a HELLO that breaks the format"),
             );
-            self.send(
-                from,
-                &secret,
-                Kind::Err,
-                h.report,
-                0,
-                h.total,
-                b"bad request",
-            );
+            self.send(to, Kind::Err, 0, b"bad request");
             return;
         }
         // Stored already, by this run or an earlier one: the camera never
         // heard our DONE. Say it again and write nothing: idempotence.
-        if self.store.has(&camera, h.report) {
+        if self.settings.store.has(&camera, h.report) {
             self.remember_finished(key, secret.clone(), h.total);
-            self.send(from, &secret, Kind::Done, h.report, 0, h.total, &[]);
+            self.send(to, Kind::Done, 0, &[]);
             return;
         }
         if let Some(reason) = self.refusal(&camera, hello.size, from) {
-            self.send(from, &secret, Kind::Err, h.report, 0, h.total, reason);
+            self.send(to, Kind::Err, 0, reason);
             return;
         }
         self.log(
@@ -235,19 +227,19 @@ impl Reports {
         };
         let ack = partial.ack();
         self.partials.insert(key, partial);
-        self.send_ack(from, &secret, h.report, h.total, &ack);
-        if !self.pause_after_hello.is_zero() {
+        self.send_ack(to, &ack);
+        if !self.settings.pause_after_hello.is_zero() {
             // Test knob: a server too busy to read. Datagrams keep arriving
             // meanwhile and queue in the socket's receive buffer, until it is
             // full and the kernel drops the rest, telling nobody.
-            std::thread::sleep(self.pause_after_hello);
+            std::thread::sleep(self.settings.pause_after_hello);
         }
     }
 
     /// Why a new report is refused, if it is (the reason its ERR carries):
     /// too large, or too many reports in progress, from this host or in all.
     fn refusal(&self, camera: &str, size: u64, from: SocketAddr) -> Option<&'static [u8]> {
-        if size > self.limits.max_size {
+        if size > self.settings.limits.max_size {
             self.log(from, &format!("{camera}: refused {size} bytes: too large"));
             return Some(b"too large");
         }
@@ -256,8 +248,8 @@ impl Reports {
             .keys()
             .filter(|(a, _)| same_host(a.ip(), from.ip()))
             .count();
-        if self.partials.len() >= self.limits.max_partials
-            || from_host >= self.limits.max_partials_per_ip
+        if self.partials.len() >= self.settings.limits.max_partials
+            || from_host >= self.settings.limits.max_partials_per_ip
         {
             self.log(from, &format!("{camera}: refused a report: busy"));
             return Some(b"busy");
@@ -275,7 +267,13 @@ impl Reports {
             if d.verify(done.secret.as_bytes()) {
                 // A late duplicate, or the camera never heard our DONE.
                 let (secret, total) = (done.secret.clone(), done.total);
-                self.send(from, &secret, Kind::Done, h.report, 0, total, &[]);
+                let to = To {
+                    addr: from,
+                    secret: &secret,
+                    report: h.report,
+                    total,
+                };
+                self.send(to, Kind::Done, 0, &[]);
             } else {
                 self.dropped.bad_tag += 1;
             }
@@ -313,7 +311,13 @@ impl Reports {
         if partial.first_missing < partial.total {
             let ack = partial.ack();
             let (secret, total) = (partial.secret.clone(), partial.total);
-            self.send_ack(from, &secret, h.report, total, &ack);
+            let to = To {
+                addr: from,
+                secret: &secret,
+                report: h.report,
+                total,
+            };
+            self.send_ack(to, &ack);
             return;
         }
         // Every chunk is here.
@@ -325,6 +329,13 @@ impl Reports {
     /// The last chunk arrived: check the photo, store it, say DONE.
     fn complete(&mut self, key: (SocketAddr, u64), partial: Partial) {
         let (from, report) = key;
+        let to = To {
+            addr: from,
+            secret: &partial.secret,
+            report,
+            total: partial.total,
+        };
+        let camera = &partial.camera;
         let mut photo = Vec::with_capacity(partial.hello.size as usize);
         for chunk in partial.chunks.values() {
             photo.extend_from_slice(chunk);
@@ -334,17 +345,9 @@ impl Reports {
         if sha256(&photo) != partial.hello.sha256 {
             self.log(
                 from,
-                &format!("{}: report {report:016x}: digest mismatch", partial.camera),
+                &format!("{camera}: report {report:016x}: digest mismatch"),
             );
-            self.send(
-                from,
-                &partial.secret,
-                Kind::Err,
-                report,
-                0,
-                partial.total,
-                b"digest mismatch",
-            );
+            self.send(to, Kind::Err, 0, b"digest mismatch");
             return;
         }
         let info = format!(
@@ -357,15 +360,15 @@ impl Reports {
         // writes and syncs. A real server would hand the finished report to
         // a writer thread and send DONE when that thread says it is synced.
         match self
+            .settings
             .store
-            .save(&partial.camera, report, &ext, &photo, &info)
+            .save(camera, report, &ext, &photo, &info)
         {
             Ok(path) => {
                 self.log(
                     from,
                     &format!(
-                        "{}: stored {} ({} bytes, {} chunks, {} datagrams received)",
-                        partial.camera,
+                        "{camera}: stored {} ({} bytes, {} chunks, {} datagrams received)",
                         path.display(),
                         photo.len(),
                         partial.total,
@@ -374,33 +377,12 @@ impl Reports {
                 );
                 // Only now, with the photo synced, may we say DONE.
                 self.remember_finished(key, partial.secret.clone(), partial.total);
-                self.send(
-                    from,
-                    &partial.secret,
-                    Kind::Done,
-                    report,
-                    0,
-                    partial.total,
-                    &[],
-                );
+                self.send(to, Kind::Done, 0, &[]);
             }
             Err(e) => {
-                self.log(
-                    from,
-                    &format!(
-                        "{}: could not store report {report:016x}: {e}",
-                        partial.camera
-                    ),
-                );
-                self.send(
-                    from,
-                    &partial.secret,
-                    Kind::Err,
-                    report,
-                    0,
-                    partial.total,
-                    b"server error",
-                );
+                let text = format!("{camera}: could not store report {report:016x}: {e}");
+                self.log(from, &text);
+                self.send(to, Kind::Err, 0, b"server error");
             }
         }
     }
@@ -415,7 +397,7 @@ impl Reports {
         {
             self.finished_order.push_back(key);
         }
-        while self.finished_order.len() > self.limits.max_finished {
+        while self.finished_order.len() > self.settings.limits.max_finished {
             if let Some(old) = self.finished_order.pop_front() {
                 self.finished.remove(&old);
             }
@@ -423,31 +405,24 @@ impl Reports {
     }
 
     /// Sends an ACK: its seq is the base, its payload the bitmap.
-    fn send_ack(&mut self, to: SocketAddr, secret: &str, report: u64, total: u32, ack: &Ack) {
-        self.send(to, secret, Kind::Ack, report, ack.base, total, &ack.bitmap);
+    fn send_ack(&mut self, to: To<'_>, ack: &Ack) {
+        self.send(to, Kind::Ack, ack.base, &ack.bitmap);
     }
 
-    /// Sends one signed datagram, unless `--drop` throws it away.
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &mut self,
-        to: SocketAddr,
-        secret: &str,
-        kind: Kind,
-        report: u64,
-        seq: u32,
-        total: u32,
-        payload: &[u8],
-    ) {
+    /// Sends one datagram about `to.report`, signed with `to.secret`, unless
+    /// `--drop` throws it away.
+    fn send(&mut self, to: To<'_>, kind: Kind, seq: u32, payload: &[u8]) {
         let header = Header {
             kind,
-            report,
+            report: to.report,
             seq,
-            total,
+            total: to.total,
         };
-        let trace = Trace::new(to, self.trace);
+        let secret = to.secret;
+        let to = to.addr;
+        let trace = Trace::new(to, self.settings.trace);
         let shown = datagram::describe(&header, payload.len());
-        if self.dropper.drop_next() {
+        if self.settings.dropper.drop_next() {
             trace.note(&format!("{shown} thrown away by --drop"));
             return;
         }
@@ -464,7 +439,7 @@ impl Reports {
     /// abandoned reports and logs the drop counts now and then.
     pub fn tick(&mut self) {
         let now = Instant::now();
-        let expire = self.limits.expire;
+        let expire = self.settings.limits.expire;
         let mut expired = Vec::new();
         self.partials.retain(|&(from, report), p| {
             let keep = now.duration_since(p.last_heard) < expire;
@@ -508,6 +483,16 @@ impl Reports {
 
     /// A line for `--trace` only (per-datagram events would flood the log).
     fn note(&self, from: SocketAddr, text: &str) {
-        Trace::new(from, self.trace).note(text);
+        Trace::new(from, self.settings.trace).note(text);
     }
+}
+
+/// Where a reply goes and what it is about: the camera's address, the
+/// secret that signs the reply, and the report (its id and chunk count).
+#[derive(Clone, Copy)]
+struct To<'a> {
+    addr: SocketAddr,
+    secret: &'a str,
+    report: u64,
+    total: u32,
 }
