@@ -471,23 +471,14 @@ impl<'a> Sender<'a> {
             self.socket.set_read_timeout(Some(left))?;
             let len = match self.socket.recv(&mut buf) {
                 Ok(len) => len,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(None);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e),
+                Err(e) => match e.kind() {
+                    // The read timeout: nothing came before the deadline.
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => return Ok(None),
+                    // An ICMP "port unreachable" for an earlier datagram, or
+                    // a signal: this receive is still worth doing again.
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted => continue,
+                    _ => return Err(e),
+                },
             };
             let Ok(d) = datagram::parse(&buf[..len]) else {
                 continue;

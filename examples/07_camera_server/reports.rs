@@ -165,12 +165,7 @@ impl Reports {
         // From here on the datagram is genuine: answers are safe.
         let h = d.header;
         let key = (from, h.report);
-        let to = To {
-            addr: from,
-            secret: &secret,
-            report: h.report,
-            total: h.total,
-        };
+        let to = To::new(from, &secret, h.report, h.total);
         if self.finished.contains_key(&key) {
             self.send(to, Kind::Done, 0, &[]);
             return;
@@ -267,12 +262,7 @@ impl Reports {
             if d.verify(done.secret.as_bytes()) {
                 // A late duplicate, or the camera never heard our DONE.
                 let (secret, total) = (done.secret.clone(), done.total);
-                let to = To {
-                    addr: from,
-                    secret: &secret,
-                    report: h.report,
-                    total,
-                };
+                let to = To::new(from, &secret, h.report, total);
                 self.send(to, Kind::Done, 0, &[]);
             } else {
                 self.dropped.bad_tag += 1;
@@ -311,12 +301,7 @@ impl Reports {
         if partial.first_missing < partial.total {
             let ack = partial.ack();
             let (secret, total) = (partial.secret.clone(), partial.total);
-            let to = To {
-                addr: from,
-                secret: &secret,
-                report: h.report,
-                total,
-            };
+            let to = To::new(from, &secret, h.report, total);
             self.send_ack(to, &ack);
             return;
         }
@@ -329,12 +314,7 @@ impl Reports {
     /// The last chunk arrived: check the photo, store it, say DONE.
     fn complete(&mut self, key: (SocketAddr, u64), partial: Partial) {
         let (from, report) = key;
-        let to = To {
-            addr: from,
-            secret: &partial.secret,
-            report,
-            total: partial.total,
-        };
+        let to = To::new(from, &partial.secret, report, partial.total);
         let camera = &partial.camera;
         let mut photo = Vec::with_capacity(partial.hello.size as usize);
         for chunk in partial.chunks.values() {
@@ -495,4 +475,15 @@ struct To<'a> {
     secret: &'a str,
     report: u64,
     total: u32,
+}
+
+impl<'a> To<'a> {
+    fn new(addr: SocketAddr, secret: &'a str, report: u64, total: u32) -> To<'a> {
+        To {
+            addr,
+            secret,
+            report,
+            total,
+        }
+    }
 }
