@@ -10,8 +10,8 @@
 
 mod common;
 
-use common::camera::{self, Camera, files_under, socket_drops, users_file};
-use common::{Rng, Server, have, reference_only, say, temp_dir};
+use common::camera::{self, Camera, rss_kib, socket_drops, users_file};
+use common::{Rng, Server, files_under, have, reference_only, say, temp_dir};
 use netlessons::datagram::{self, Kind};
 use std::fs;
 use std::io::Read;
@@ -47,16 +47,10 @@ fn client_round_trip_stores_the_photo_and_its_details() {
     let setup = Setup::new("round-trip");
     let server = setup.start(&[]);
     let photo = setup.photo("photo.jpg", PHOTO_SIZE, 1);
-    let ran = run_client(
-        server.addr(),
-        &["--plate", "AB 123", "--speed", "87"],
-        &photo,
-    );
-    ran.expect_success("the round trip");
-    let report = ran.report_id();
+    let report = send_photo(server.addr(), &photo, "the round trip");
     let dir = setup.store.join(CAMERA);
     assert_eq!(
-        camera::files_under(&dir),
+        files_under(&dir),
         [format!("{report}.jpg"), format!("{report}.txt")],
         "the store holds the photo and its details, nothing else"
     );
@@ -119,11 +113,11 @@ fn client_recovers_from_loss_duplication_and_reordering() {
 /// and `--trace` shows the datagrams on both sides in the documented form.
 #[test]
 fn server_drop_and_trace() {
-    if !reference_only(SERVER, "the server's --drop and --trace") {
+    let Some((setup, server)) =
+        Setup::reference("server-drop", &["--drop", "30", "--seed", "4", "--trace"])
+    else {
         return;
-    }
-    let setup = Setup::new("server-drop");
-    let server = setup.start(&["--drop", "30", "--seed", "4", "--trace"]);
+    };
     let photo = setup.photo("photo.png", 50_000, 3);
     let ran = run_client(
         server.addr(),
@@ -196,13 +190,7 @@ fn python_implementation_talks_to_ours_both_ways() {
         .arg(&received);
     let python = Server::start_command("the Python receiver", cmd, 1);
     let photo = setup.photo("ours.jpg", PHOTO_SIZE, 5);
-    let ran = run_client(
-        python.addr(),
-        &["--plate", "AB 123", "--speed", "87"],
-        &photo,
-    );
-    ran.expect_success("our client to the Python receiver");
-    let report = ran.report_id();
+    let report = send_photo(python.addr(), &photo, "our client to the Python receiver");
     assert_eq!(
         fs::read(received.join(format!("{report}.jpg"))).unwrap(),
         fs::read(&photo).unwrap(),
@@ -216,12 +204,11 @@ fn python_implementation_talks_to_ours_both_ways() {
 /// drops the rest, telling nobody. The windowed client loses none.
 #[test]
 fn client_burst_without_window_loses_datagrams_on_loopback() {
-    if !reference_only(SERVER, "the server's busy-pause knob") {
-        return;
-    }
-    let setup = Setup::new("burst");
     // The server answers each HELLO, then does not read for a second.
-    let server = setup.start(&["--pause-after-hello-ms", "1000"]);
+    let Some((setup, server)) = Setup::reference("burst", &["--pause-after-hello-ms", "1000"])
+    else {
+        return;
+    };
     // 250 chunks: fewer than an ACK's 256, so the count is exact, and
     // more than twice what the server's receive buffer holds.
     let photo = setup.photo("big.jpg", PHOTO_SIZE, 6);
@@ -453,11 +440,9 @@ fn client_gives_up_on_a_silent_server() {
 /// however large the declared photos, and abandoned reports expire.
 #[test]
 fn hello_flood_stays_within_limits_and_memory() {
-    if !reference_only(SERVER, "the server's expiry knob") {
+    let Some((_setup, server)) = Setup::reference("flood", &["--expire-ms", "5000"]) else {
         return;
-    }
-    let setup = Setup::new("flood");
-    let server = setup.start(&["--expire-ms", "5000"]);
+    };
     let rss_before = rss_kib(server.pid());
     // Declared 8 MiB each (the maximum): a server that sized its buffers
     // from HELLOs would need 64 × 8 MiB.
@@ -519,11 +504,11 @@ fn hello_flood_stays_within_limits_and_memory() {
         if reply.header.kind == Kind::Ack {
             break;
         }
+        thread::sleep(Duration::from_millis(200));
         assert!(
             Instant::now() < deadline,
             "still busy long after the expiry"
         );
-        thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -532,11 +517,9 @@ fn hello_flood_stays_within_limits_and_memory() {
 /// from outside cannot join a report accepted inside.
 #[test]
 fn allow_applies_to_every_datagram() {
-    if !reference_only(SERVER, "--allow") {
+    let Some((_setup, server)) = Setup::reference("allow", &["--allow", "127.0.0.2/32"]) else {
         return;
-    }
-    let setup = Setup::new("allow");
-    let server = setup.start(&["--allow", "127.0.0.2/32"]);
+    };
     let photo = vec![5u8; 2400];
     let outside = Camera::new(server.addr(), CAMERA, SECRET);
     outside.hello(1, &photo);
@@ -715,16 +698,21 @@ impl Setup {
         Setup { dir, store, users }
     }
 
+    /// For a test of the reference's own flags (`extra`, the first of which
+    /// names it when skipped): the folders, and the server started with
+    /// them. Under an override it says the test was skipped and gives `None`.
+    fn reference(test: &str, extra: &[&str]) -> Option<(Setup, Server)> {
+        if !reference_only(SERVER, &format!("the server's {}", extra[0])) {
+            return None;
+        }
+        let setup = Setup::new(test);
+        let server = setup.start(extra);
+        Some((setup, server))
+    }
+
     /// Starts the server on this store with these cameras, plus `extra`.
     fn start(&self, extra: &[&str]) -> Server {
-        let mut args = vec![
-            "--store",
-            self.store.to_str().unwrap(),
-            "--users",
-            self.users.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        Server::start(SERVER, &args)
+        camera::start_server(&self.store, &self.users, extra)
     }
 
     /// Writes a photo of `size` random bytes (from `seed`) named `name`.
@@ -788,6 +776,15 @@ fn run_client(addr: SocketAddr, args: &[&str], photo: &Path) -> Ran {
     bounded(cmd, CLIENT_TIMEOUT)
 }
 
+/// Our client sends `photo` (plate `AB 123`, 87 km/h) to `addr` and must
+/// succeed (`what` names the run in the failure); returns the report id.
+#[track_caller]
+fn send_photo(addr: SocketAddr, photo: &Path, what: &str) -> String {
+    let ran = run_client(addr, &["--plate", "AB 123", "--speed", "87"], photo);
+    ran.expect_success(what);
+    ran.report_id()
+}
+
 /// Runs `cmd` to its end, killing it after `timeout` (the test then fails
 /// with what it printed).
 fn bounded(mut cmd: Command, timeout: Duration) -> Ran {
@@ -830,13 +827,6 @@ fn bounded(mut cmd: Command, timeout: Duration) -> Ran {
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
     }
-}
-
-/// The resident memory of process `pid` in KiB (Linux), if readable.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// What the proxy does to the datagrams passing through, in percent.

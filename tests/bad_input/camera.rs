@@ -6,8 +6,9 @@
 //! Repeat a run's inputs with `NETLESSONS_SEED=<seed> cargo test --test
 //! bad_input camera_` (the seed is in every failure message).
 
-use crate::common::camera::{self, Camera, files_under, users_file};
-use crate::common::{Rng, Server, reference_only, say, temp_dir};
+use crate::Ctx;
+use crate::common::camera::{self, Camera, rss_kib, users_file};
+use crate::common::{Rng, Server, files_under, reference_only, say, temp_dir};
 use netlessons::datagram::{self, Header, Kind};
 use std::fs;
 use std::path::PathBuf;
@@ -28,17 +29,15 @@ const PER_SENDER: usize = 1500;
 /// only signed replies; the server survives and stores a real report.
 #[test]
 fn camera_survives_garbage() {
-    let seed = seed();
-    let about = format!(
-        "seed {seed}: repeat with NETLESSONS_SEED={seed} cargo test --test bad_input camera_survives_garbage"
-    );
+    let ctx = Ctx::new("camera_survives_garbage");
+    let (seed, about) = (ctx.seed, ctx.about());
     let (dir, mut server) = start("garbage", &[]);
     let addr = server.addr();
     let rss_before = rss_kib(server.pid());
     let senders: Vec<_> = (0..SENDERS)
         .map(|n| {
+            let mut rng = ctx.rng(n);
             thread::spawn(move || {
-                let mut rng = Rng::new(seed ^ (n + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 let forger = Camera::new(addr, CAMERA, "a-guess");
                 for i in 0..PER_SENDER {
                     forger.send_raw(&garbage(&mut rng, i as u64));
@@ -117,10 +116,8 @@ fn camera_hello_flood() {
     if !reference_only(SERVER, "the camera server's expiry knob") {
         return;
     }
-    let seed = seed();
-    let about = format!(
-        "seed {seed}: repeat with NETLESSONS_SEED={seed} cargo test --test bad_input camera_hello_flood"
-    );
+    let ctx = Ctx::new("camera_hello_flood");
+    let (seed, about) = (ctx.seed, ctx.about());
     let (_dir, server) = start("flood", &["--expire-ms", "3000"]);
     let addr = server.addr();
     let rss_before = rss_kib(server.pid());
@@ -269,38 +266,10 @@ fn signed_but_wrong(rng: &mut Rng) -> (Kind, u32, u32, Vec<u8>) {
     }
 }
 
-/// The seed: `NETLESSONS_SEED` if set, else from the clock.
-fn seed() -> u64 {
-    match std::env::var("NETLESSONS_SEED") {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("NETLESSONS_SEED must be a number, not {text:?}")),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    }
-}
-
 /// A camera server on a fresh store, with one camera.
 fn start(test: &str, extra: &[&str]) -> (PathBuf, Server) {
     let dir = temp_dir(&format!("bad-camera-{test}"));
     let users = users_file(&dir, &[(CAMERA, SECRET)]);
-    let store = dir.join("store");
-    let mut args = vec![
-        "--store",
-        store.to_str().unwrap(),
-        "--users",
-        users.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let server = Server::start(SERVER, &args);
+    let server = camera::start_server(&dir.join("store"), &users, extra);
     (dir, server)
-}
-
-/// The resident memory of process `pid` in KiB (Linux), if readable.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -6,6 +6,7 @@
 //! leaves, and when: a HELLO alone, half a report, a duplicate, garbage.
 #![allow(dead_code)] // each test file uses a different part of this module
 
+use super::Server;
 use netlessons::datagram::{self, Ack, Header, Hello, Kind};
 use netlessons::sha256::sha256;
 use std::io;
@@ -198,6 +199,22 @@ pub fn hello_payload(name: &str, photo: &[u8], ext: &str) -> Vec<u8> {
     .encode()
 }
 
+/// Starts the camera server (`07_camera_server`, or the learner's program)
+/// on the store `store` with the cameras of the users file `users`, plus
+/// `extra` flags.
+pub fn start_server(store: &Path, users: &Path, extra: &[&str]) -> Server {
+    let (store, users) = (store.to_str().unwrap(), users.to_str().unwrap());
+    let args = [&["--store", store, "--users", users][..], extra].concat();
+    Server::start("07_camera_server", &args)
+}
+
+/// The resident memory of process `pid` in KiB (Linux), if readable.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Writes a users file with `cameras` (name, secret) into `dir`.
 pub fn users_file(dir: &Path, cameras: &[(&str, &str)]) -> PathBuf {
     let path = dir.join("cameras.txt");
@@ -207,33 +224,6 @@ pub fn users_file(dir: &Path, cameras: &[(&str, &str)]) -> PathBuf {
         .collect();
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// The files (not folders) under `dir`, recursively, as paths relative to
-/// it, sorted: what a store holds.
-pub fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                out.push(
-                    path.strip_prefix(dir)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// How many datagrams the kernel dropped on the UDP socket bound to `port`

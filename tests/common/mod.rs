@@ -59,7 +59,7 @@ pub use process::{
     STARTUP_TIMEOUT, Server, command, command_in, crate_dir, describe, example_path,
 };
 #[allow(unused_imports, reason = "each test file uses a different part")]
-pub use wire::{IO_TIMEOUT, connect, dir_entries, read_to_end, temp_dir, trickle};
+pub use wire::{IO_TIMEOUT, connect, dir_entries, files_under, read_to_end, temp_dir, trickle};
 
 /// The seeded generator tests make their data with (the library's), so a
 /// failure prints its seed and can be repeated.

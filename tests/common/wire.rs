@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Read/write timeout on test sockets: a hung server fails the test instead
@@ -30,13 +30,40 @@ pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
 
 /// The names in the folder `dir`, hidden ones included, sorted (byte order),
 /// so a test can compare a folder with a literal list.
-pub fn dir_entries(dir: &std::path::Path) -> Vec<String> {
+pub fn dir_entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("could not list {}: {e}", dir.display()))
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     names
+}
+
+/// The files (not folders) under `dir`, recursively, as paths relative to
+/// it, sorted: what a camera store holds, or a mirrored site.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(
+                    path.strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// A fresh, empty folder for one test under the target directory, removed first if left over.

@@ -8,78 +8,7 @@ use super::*;
 #[test]
 fn malformed_heads_get_400_and_close() {
     let (server, _root) = start("bad_400", &[]);
-    let cases = [
-        ("missing Host", "GET / HTTP/1.1\r\n\r\n"),
-        ("two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
-        ("empty Host", "GET / HTTP/1.1\r\nHost:\r\n\r\n"),
-        ("bad Host", "GET / HTTP/1.1\r\nHost: a b/c\r\n\r\n"),
-        ("space before colon", "GET / HTTP/1.1\r\nHost : t\r\n\r\n"),
-        ("no colon", "GET / HTTP/1.1\r\nHost: t\r\nnonsense\r\n\r\n"),
-        (
-            "folded line",
-            "GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n 2\r\n\r\n",
-        ),
-        (
-            "control byte",
-            "GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x01b\r\n\r\n",
-        ),
-        (
-            "CL and TE",
-            "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        ),
-        (
-            "two CLs",
-            "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
-        ),
-        (
-            "CL list",
-            "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1, 1\r\n\r\nx",
-        ),
-        (
-            "negative CL",
-            "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
-        ),
-        (
-            "CL with sign",
-            "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: +1\r\n\r\nx",
-        ),
-        (
-            "chunked twice",
-            "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
-        ),
-        (
-            "chunked not last",
-            "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-        ),
-        (
-            "bad chunk size",
-            "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n",
-        ),
-        (
-            "TE on 1.0",
-            "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        ),
-        ("two spaces", "GET  / HTTP/1.1\r\nHost: t\r\n\r\n"),
-        ("no version", "GET /\r\nHost: t\r\n\r\n"),
-        ("bad version", "GET / HTTP/1\r\nHost: t\r\n\r\n"),
-        ("lowercase version", "GET / http/1.1\r\nHost: t\r\n\r\n"),
-        ("asterisk", "GET * HTTP/1.1\r\nHost: t\r\n\r\n"),
-        (
-            "relative target",
-            "GET hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
-        ),
-        (
-            "other scheme",
-            "GET ftp://t/hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
-        ),
-        ("fragment", "GET /hello.txt#x HTTP/1.1\r\nHost: t\r\n\r\n"),
-        ("bare CR in line", "GET /\rx HTTP/1.1\r\nHost: t\r\n\r\n"),
-        (
-            "high byte in target",
-            "GET /\u{e9} HTTP/1.1\r\nHost: t\r\n\r\n",
-        ),
-    ];
-    for (what, raw) in cases {
+    for (what, raw) in MALFORMED {
         let (r, closed) = exchange(&server, raw);
         assert_eq!(r.status, 400, "{what}: {}", r.status_line);
         assert!(closed, "{what}: the connection must close after a 400");
@@ -202,3 +131,79 @@ fn limits_413_414_431() {
     let (r, closed) = exchange(&server, &format!("GET / HTTP/1.1\r\nHost: t\r\n{wide}\r\n"));
     assert_eq!((r.status, closed), (431, true), "a head over 64 KiB");
 }
+
+// ---------------------------------------------------------------------------
+// Helpers.
+
+/// The malformed heads: what each breaks, and the bytes sent.
+const MALFORMED: [(&str, &str); 27] = [
+    ("missing Host", "GET / HTTP/1.1\r\n\r\n"),
+    ("two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+    ("empty Host", "GET / HTTP/1.1\r\nHost:\r\n\r\n"),
+    ("bad Host", "GET / HTTP/1.1\r\nHost: a b/c\r\n\r\n"),
+    ("space before colon", "GET / HTTP/1.1\r\nHost : t\r\n\r\n"),
+    ("no colon", "GET / HTTP/1.1\r\nHost: t\r\nnonsense\r\n\r\n"),
+    (
+        "folded line",
+        "GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n 2\r\n\r\n",
+    ),
+    (
+        "control byte",
+        "GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x01b\r\n\r\n",
+    ),
+    (
+        "CL and TE",
+        "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "two CLs",
+        "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+    ),
+    (
+        "CL list",
+        "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1, 1\r\n\r\nx",
+    ),
+    (
+        "negative CL",
+        "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
+    ),
+    (
+        "CL with sign",
+        "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: +1\r\n\r\nx",
+    ),
+    (
+        "chunked twice",
+        "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "chunked not last",
+        "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    ),
+    (
+        "bad chunk size",
+        "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n",
+    ),
+    (
+        "TE on 1.0",
+        "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ),
+    ("two spaces", "GET  / HTTP/1.1\r\nHost: t\r\n\r\n"),
+    ("no version", "GET /\r\nHost: t\r\n\r\n"),
+    ("bad version", "GET / HTTP/1\r\nHost: t\r\n\r\n"),
+    ("lowercase version", "GET / http/1.1\r\nHost: t\r\n\r\n"),
+    ("asterisk", "GET * HTTP/1.1\r\nHost: t\r\n\r\n"),
+    (
+        "relative target",
+        "GET hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+    ),
+    (
+        "other scheme",
+        "GET ftp://t/hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+    ),
+    ("fragment", "GET /hello.txt#x HTTP/1.1\r\nHost: t\r\n\r\n"),
+    ("bare CR in line", "GET /\rx HTTP/1.1\r\nHost: t\r\n\r\n"),
+    (
+        "high byte in target",
+        "GET /\u{e9} HTTP/1.1\r\nHost: t\r\n\r\n",
+    ),
+];

@@ -4,7 +4,7 @@
 //! them all (`.ci/run`).
 
 use super::{SERVER, hello, start};
-use crate::common::{Server, have, say, skipped, temp_dir};
+use crate::common::{Server, files_under, have, say, skipped, temp_dir};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -166,8 +166,9 @@ fn wget_mirrors_the_course() {
     if !have("wget", "wget_mirrors_the_course") {
         return;
     }
-    let Some(doc) = built_docs() else { return };
-    let server = Server::start(SERVER, &["--root", doc.to_str().unwrap()]);
+    let Some((server, doc)) = serve_docs() else {
+        return;
+    };
     let dest = temp_dir("wget-mirror");
     let url = format!("http://{}/netlessons/index.html", server.addr());
     let out = run(
@@ -221,15 +222,13 @@ fn wget_mirrors_the_course() {
     // Every file wget saved is byte for byte the one on disk.
     let site = dest.join(server.addr().to_string());
     let mut compared = 0;
-    for file in walk(&site) {
-        let relative = file.strip_prefix(&site).unwrap();
-        let original = doc.join(relative);
+    for relative in files_under(&site) {
+        let original = doc.join(&relative);
         if original.is_file() {
             assert_eq!(
-                fs::read(&file).unwrap(),
+                fs::read(site.join(&relative)).unwrap(),
                 fs::read(&original).unwrap(),
-                "{}",
-                relative.display()
+                "{relative}"
             );
             compared += 1;
         }
@@ -255,10 +254,11 @@ fn chromium_renders_the_course() {
         skipped("chromium_renders_the_course: `chromium` is not installed");
         return;
     };
-    let Some(doc) = built_docs() else { return };
-    let server = Server::start(SERVER, &["--root", doc.to_str().unwrap()]);
-    let profile = temp_dir("chromium-profile");
+    let Some((server, _doc)) = serve_docs() else {
+        return;
+    };
     let url = format!("http://{}/netlessons/tutorial/", server.addr());
+    let profile = temp_dir("chromium-profile");
     let out = run(
         Command::new(browser)
             .args([
@@ -336,6 +336,14 @@ fn built_docs() -> Option<PathBuf> {
     doc.clone()
 }
 
+/// The server on the course as `cargo doc` built it, and the folder it
+/// serves; `None` if the docs could not be built.
+fn serve_docs() -> Option<(Server, PathBuf)> {
+    let doc = built_docs()?;
+    let server = Server::start(SERVER, &["--root", doc.to_str().unwrap()]);
+    Some((server, doc))
+}
+
 /// The server's stderr once it has stopped growing (the client is done, but
 /// the last log lines may still be on their way).
 fn wait_for_log_quiet(server: &Server) -> String {
@@ -390,24 +398,4 @@ fn exists_under(root: &Path, path: &str) -> bool {
         here.push(String::from_utf8_lossy(&bytes).as_ref());
     }
     here.exists()
-}
-
-/// Every file under `dir`, recursively.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }

@@ -39,6 +39,12 @@ fn start(name: &str, args: &[&str]) -> (Server, PathBuf) {
     (Server::start(SERVER, &all), root)
 }
 
+/// Starts the server for `test`, a test of the reference's own flags: under
+/// an override it says the test was skipped and gives `None`.
+fn start_reference(test: &str, args: &[&str]) -> Option<(Server, PathBuf)> {
+    reference_only(SERVER, test).then(|| start(test, args))
+}
+
 /// `GET path` on a fresh connection, returning the response.
 fn get(server: &Server, path: &str) -> Response {
     http::get(server.addr(), path)
@@ -99,41 +105,8 @@ fn head_has_the_headers_and_no_body() {
 #[test]
 fn mime_types_by_last_extension() {
     let (server, _root) = start("mime", &[]);
-    let cases = [
-        ("index.html", "text/html; charset=utf-8"),
-        ("page.HTM", "text/html; charset=utf-8"),
-        ("style.css", "text/css; charset=utf-8"),
-        ("app.js", "text/javascript; charset=utf-8"),
-        ("mod.mjs", "text/javascript; charset=utf-8"),
-        ("data.json", "application/json"),
-        ("notes.md", "text/plain; charset=utf-8"),
-        ("main.rs", "text/plain; charset=utf-8"),
-        ("Cargo.toml", "text/plain; charset=utf-8"),
-        ("Cargo.lock", "text/plain; charset=utf-8"),
-        ("table.csv", "text/plain; charset=utf-8"),
-        ("logo.svg", "image/svg+xml"),
-        ("pic.png", "image/png"),
-        ("photo.jpg", "image/jpeg"),
-        ("photo.jpeg", "image/jpeg"),
-        ("anim.gif", "image/gif"),
-        ("pic.webp", "image/webp"),
-        ("favicon.ico", "image/x-icon"),
-        ("font.woff2", "font/woff2"),
-        ("font.woff", "font/woff"),
-        ("font.ttf", "font/ttf"),
-        ("prog.wasm", "application/wasm"),
-        ("book.pdf", "application/pdf"),
-        ("movie.mp4", "video/mp4"),
-        ("movie.webm", "video/webm"),
-        ("song.mp3", "audio/mpeg"),
-        ("song.ogg", "audio/ogg"),
-        ("sound.wav", "audio/wav"),
-        ("all.zip", "application/zip"),
-        ("backup.tar.gz", "application/octet-stream"),
-        ("noext", "application/octet-stream"),
-    ];
     let mut client = Client::connect(server.addr());
-    for (name, mime) in cases {
+    for (name, mime) in TYPES {
         client.get(&format!("/types/{name}"), "");
         let r = client.read("GET");
         assert_eq!(r.status, 200, "{name}");
@@ -234,10 +207,11 @@ fn get_body_is_discarded() {
 /// `--idle-timeout`.
 #[test]
 fn idle_connection_is_closed() {
-    if !reference_only(SERVER, "idle_connection_is_closed") {
+    let Some((server, _root)) =
+        start_reference("idle_connection_is_closed", &["--idle-timeout", "1"])
+    else {
         return;
-    }
-    let (server, _root) = start("idle", &["--idle-timeout", "1"]);
+    };
     let mut client = Client::connect(server.addr());
     client.get("/hello.txt", "");
     assert_eq!(client.read("GET").status, 200);
@@ -256,13 +230,13 @@ fn idle_connection_is_closed() {
 /// Past `--max-conns`, a client gets `503` with `Retry-After: 1`.
 #[test]
 fn max_conns_gives_503() {
-    if !reference_only(SERVER, "max_conns_gives_503") {
+    let Some((server, _root)) = start_reference("max_conns_gives_503", &["--max-conns", "1"])
+    else {
         return;
-    }
-    let (server, _root) = start("max_conns", &["--max-conns", "1"]);
+    };
+    // The first connection is served, and holds the one slot.
     let mut first = Client::connect(server.addr());
-    first.get("/hello.txt", "");
-    assert_eq!(first.read("GET").status, 200);
+    assert_eq!(first.get("/hello.txt", "").read("GET").status, 200);
     // Read before sending: the refusal comes at once, unasked.
     let mut second = Client::connect(server.addr());
     let r = second.read("GET");
@@ -296,10 +270,9 @@ fn max_conns_gives_503() {
 /// `--trace` shows each head both ways, bodies summarised.
 #[test]
 fn trace_shows_heads_both_ways() {
-    if !reference_only(SERVER, "trace_shows_heads_both_ways") {
+    let Some((server, _root)) = start_reference("trace_shows_heads_both_ways", &["--trace"]) else {
         return;
-    }
-    let (server, _root) = start("trace", &["--trace"]);
+    };
     get(&server, "/hello.txt");
     for needle in [
         "<- GET /hello.txt HTTP/1.1",
@@ -315,10 +288,9 @@ fn trace_shows_heads_both_ways() {
 /// One log line per response, with peer, request line, status, bytes, time.
 #[test]
 fn log_line_per_response() {
-    if !reference_only(SERVER, "log_line_per_response") {
+    let Some((server, _root)) = start_reference("log_line_per_response", &[]) else {
         return;
-    }
-    let (server, _root) = start("log", &[]);
+    };
     get(&server, "/hello.txt");
     get(&server, "/missing\x7f");
     server.expect_stderr(
@@ -344,10 +316,9 @@ fn log_line_per_response() {
 /// `--quiet` writes no log line per response.
 #[test]
 fn quiet_means_no_log() {
-    if !reference_only(SERVER, "quiet_means_no_log") {
+    let Some((server, _root)) = start_reference("quiet_means_no_log", &["--quiet"]) else {
         return;
-    }
-    let (server, _root) = start("quiet", &["--quiet"]);
+    };
     assert_eq!(get(&server, "/hello.txt").status, 200);
     assert_eq!(get(&server, "/missing").status, 404);
     // The log line would be written before the response: none can be late.
@@ -374,10 +345,9 @@ fn default_root_is_the_current_folder() {
 /// The start-up text names the folder and gives a curl command and a URL.
 #[test]
 fn startup_tells_what_and_how() {
-    if !reference_only(SERVER, "startup_tells_what_and_how") {
+    let Some((server, root)) = start_reference("startup_tells_what_and_how", &[]) else {
         return;
-    }
-    let (server, root) = start("startup", &[]);
+    };
     let shown = fs::canonicalize(&root).unwrap();
     server.expect_stderr(&shown.display().to_string(), Duration::from_secs(10));
     server.expect_stderr(
@@ -393,8 +363,9 @@ fn startup_tells_what_and_how() {
 /// `--help` prints usage; an unknown flag is a usage error.
 #[test]
 fn help_and_bad_flags() {
-    common::check_help_and_unknown_flag(SERVER, "--root DIR", Duration::from_secs(60));
-    common::check_help_and_unknown_flag(CLIENT, "URL", Duration::from_secs(60));
+    for (program, usage) in [(SERVER, "--root DIR"), (CLIENT, "URL")] {
+        common::check_help_and_unknown_flag(program, usage, Duration::from_secs(60));
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -476,6 +447,61 @@ fn peak_memory_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The files under the test site's `types/`, and the `Content-Type` each
+/// must be served with.
+const TYPES: [(&str, &str); 31] = [
+    ("index.html", "text/html; charset=utf-8"),
+    ("page.HTM", "text/html; charset=utf-8"),
+    ("style.css", "text/css; charset=utf-8"),
+    ("app.js", "text/javascript; charset=utf-8"),
+    ("mod.mjs", "text/javascript; charset=utf-8"),
+    ("data.json", "application/json"),
+    ("notes.md", "text/plain; charset=utf-8"),
+    ("main.rs", "text/plain; charset=utf-8"),
+    ("Cargo.toml", "text/plain; charset=utf-8"),
+    ("Cargo.lock", "text/plain; charset=utf-8"),
+    ("table.csv", "text/plain; charset=utf-8"),
+    ("logo.svg", "image/svg+xml"),
+    ("pic.png", "image/png"),
+    ("photo.jpg", "image/jpeg"),
+    ("photo.jpeg", "image/jpeg"),
+    ("anim.gif", "image/gif"),
+    ("pic.webp", "image/webp"),
+    ("favicon.ico", "image/x-icon"),
+    ("font.woff2", "font/woff2"),
+    ("font.woff", "font/woff"),
+    ("font.ttf", "font/ttf"),
+    ("prog.wasm", "application/wasm"),
+    ("book.pdf", "application/pdf"),
+    ("movie.mp4", "video/mp4"),
+    ("movie.webm", "video/webm"),
+    ("song.mp3", "audio/mpeg"),
+    ("song.ogg", "audio/ogg"),
+    ("sound.wav", "audio/wav"),
+    ("all.zip", "application/zip"),
+    ("backup.tar.gz", "application/octet-stream"),
+    ("noext", "application/octet-stream"),
+];
+
+/// The test site's files (beside `hello.txt` and `types/`): the ones
+/// served, and the ones that must never be (dot-files).
+const SITE_FILES: [(&str, &[u8]); 14] = [
+    ("index.html", b"<h1>home</h1>\n"),
+    ("empty.txt", b""),
+    (".env", b"SECRET=1\n"),
+    (".git/config", b"SECRET\n"),
+    ("blog/index.html", b"<h1>blog</h1>\n"),
+    ("evil.example/index.html", b"not a redirect target\n"),
+    ("docs/a.txt", b"a\n"),
+    ("docs/a b.txt", b"space"),
+    ("docs/\u{fc}.txt", b"umlaut"),
+    ("docs/<img src=x onerror=alert(1)>&.txt", b"hostile"),
+    ("docs/100%.txt", b"percent"),
+    ("docs/.hidden", b"SECRET"),
+    ("docs/sub/five.txt", b"12345"),
+    ("docs/five.txt", b"12345"),
+];
+
 /// Builds the test site in a fresh folder and returns its path.
 fn site(name: &str) -> PathBuf {
     let base = temp_dir(&format!("web-{name}"));
@@ -485,56 +511,14 @@ fn site(name: &str) -> PathBuf {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(path, body).unwrap();
     };
-    write("index.html", b"<h1>home</h1>\n");
     write("hello.txt", &hello());
-    write("empty.txt", b"");
-    write(".env", b"SECRET=1\n");
-    write(".git/config", b"SECRET\n");
-    write("blog/index.html", b"<h1>blog</h1>\n");
-    write("evil.example/index.html", b"not a redirect target\n");
-    write("docs/a.txt", b"a\n");
-    write("docs/a b.txt", b"space");
-    write("docs/\u{fc}.txt", b"umlaut");
-    write("docs/<img src=x onerror=alert(1)>&.txt", b"hostile");
-    write("docs/100%.txt", b"percent");
-    write("docs/.hidden", b"SECRET");
-    write("docs/sub/five.txt", b"12345");
-    write("docs/five.txt", b"12345");
-    for name in [
-        "index.html",
-        "page.HTM",
-        "style.css",
-        "app.js",
-        "mod.mjs",
-        "notes.md",
-        "main.rs",
-        "Cargo.toml",
-        "Cargo.lock",
-        "table.csv",
-        "logo.svg",
-        "pic.png",
-        "photo.jpg",
-        "photo.jpeg",
-        "anim.gif",
-        "pic.webp",
-        "favicon.ico",
-        "font.woff2",
-        "font.woff",
-        "font.ttf",
-        "prog.wasm",
-        "book.pdf",
-        "movie.mp4",
-        "movie.webm",
-        "song.mp3",
-        "song.ogg",
-        "sound.wav",
-        "all.zip",
-        "backup.tar.gz",
-        "noext",
-        "subs.vtt",
-    ] {
+    for (path, body) in SITE_FILES {
+        write(path, body);
+    }
+    for (name, _) in TYPES {
         write(&format!("types/{name}"), b"x");
     }
+    write("types/subs.vtt", b"x");
     write("types/data.json", b"{\"ok\": true}\n");
     fs::write(base.join("outside.txt"), b"SECRET outside the root\n").unwrap();
     fs::create_dir_all(base.join("outdir")).unwrap();
