@@ -177,11 +177,18 @@ impl Index {
         })
     }
 
-    /// Whether some name in the index ends in `name.rs`.
-    pub(super) fn has_file_named(&self, name: &str) -> bool {
+    /// The files of the index called `name` (`spool.rs`), in any folder.
+    pub(super) fn files_named(&self, name: &str) -> Vec<&String> {
+        let tail = format!("/{name}");
         self.by_file
             .keys()
-            .any(|file| file == name || file.ends_with(&format!("/{name}")))
+            .filter(|file| *file == name || file.ends_with(&tail))
+            .collect()
+    }
+
+    /// Whether some name in the index ends in `name.rs`.
+    pub(super) fn has_file_named(&self, name: &str) -> bool {
+        !self.files_named(name).is_empty()
     }
 }
 

@@ -21,8 +21,10 @@
 //!   be a rule name the code writes as a string (`"MISSING_DATE"`), an
 //!   override variable `NETLESSONS_<EXAMPLE>` must match an example, and a
 //!   test filter `exercise_1` must begin the name of a test;
-//! - a plain word (`serve`, `join`) is left alone in the chapters, but in
-//!   README's idea map every name must be defined in the file its row names;
+//! - a plain word (`serve`, `join`) is left alone in the chapters, unless
+//!   the prose puts it in a file (`` `serve` in `smtp.rs` ``): then that
+//!   file must define it, as every name in a row of README's idea map must be
+//!   defined in the file the row names;
 //! - `cargo run --example NAME` and `cargo test --test NAME FILTER`, in
 //!   prose or in a listing, must name a target that exists, and each filter
 //!   must select at least one test of it.
@@ -46,6 +48,13 @@ fn every_file_the_course_names_exists() {
 #[test]
 fn every_function_and_type_the_course_names_is_defined() {
     assert_course_matches(missing_names);
+}
+
+/// Every name the course says is in a file (`` `serve` in `smtp.rs` ``) is
+/// defined in that file, so a function that moves takes its mentions along.
+#[test]
+fn every_name_said_to_be_in_a_file_is_defined_there() {
+    assert_course_matches(misplaced_names);
 }
 
 /// Each row of README's "Where to find each idea" names files that exist,
@@ -87,6 +96,23 @@ fn the_checker_reports_each_wrong_name_with_its_file_and_line() {
             "docs/x.md:3: `Room::leave` is defined nowhere in src/, examples/ or tests/",
             "docs/x.md:3: `delivr()` is defined nowhere in src/, examples/ or tests/",
             "docs/x.md:5: `Outbox` is defined nowhere in src/, examples/ or tests/",
+        ]
+    );
+}
+
+/// In prose, `` `name` in `file` `` is checked against that file, over a
+/// line break too, and a bare `room.rs` against any file of that name.
+#[test]
+fn the_checker_wants_a_name_said_to_be_in_a_file_there() {
+    let index = toy_index();
+    let doc = "Read `deliver` in `room.rs`, `join` in `room.rs` and\n\
+               `Room::join` in\n`examples/chat/main.rs`, then `echo` in `src/`.\n";
+    assert_eq!(
+        misplaced_names("docs/x.md", doc, &index),
+        [
+            "docs/x.md:1: `deliver` is not defined in room.rs",
+            "docs/x.md:2: `Room::join` is not defined in examples/chat/main.rs",
+            "docs/x.md:3: `echo` is not defined in src/",
         ]
     );
 }
@@ -229,6 +255,35 @@ fn missing_names(doc: &str, text: &str, index: &Index) -> Vec<String> {
         }
     }
     missing
+}
+
+/// The names one doc says are in a file (`` `serve` in `smtp.rs` ``) that
+/// the file does not define. A bare `name.rs` may be any file of that name.
+fn misplaced_names(doc: &str, text: &str, index: &Index) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let spans = code_spans_and_gaps(text);
+    for pair in spans.windows(2) {
+        let [(line, name, _), (_, file, gap)] = pair else {
+            continue;
+        };
+        let (Some(Mention::Name(name) | Mention::Word(name)), Some(Mention::File(file))) =
+            (mention(name), mention(file))
+        else {
+            continue;
+        };
+        if gap.trim() != "in" || external(&name) {
+            continue;
+        }
+        let files: Vec<&String> = if file.contains('/') {
+            vec![&file]
+        } else {
+            index.files_named(&file)
+        };
+        if !files.iter().any(|file| index.defined_in(file, &name)) {
+            wrong.push(format!("{doc}:{line}: `{name}` is not defined in {file}"));
+        }
+    }
+    wrong
 }
 
 /// A name is known if defined; a constant also if the code quotes it; a
@@ -439,31 +494,38 @@ fn is_screaming(word: &str) -> bool {
 /// on, outside fenced blocks. A span may run over a line break (Markdown
 /// reads it as a space), but not over a blank line.
 fn code_spans(text: &str) -> Vec<(usize, String)> {
+    code_spans_and_gaps(text)
+        .into_iter()
+        .map(|(line, span, _)| (line, span))
+        .collect()
+}
+
+/// The code spans, each with the prose between it and the span before it
+/// in the same paragraph (` in ` in `` `serve` in `smtp.rs` ``).
+fn code_spans_and_gaps(text: &str) -> Vec<(usize, String, String)> {
     let mut spans = Vec::new();
     let mut open: Option<(usize, String)> = None;
+    let mut gap = String::new();
     let mut fenced = false;
     for (i, line) in text.lines().enumerate() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-            open = None;
+        if line.trim_start().starts_with("```") || fenced || line.trim().is_empty() {
+            fenced ^= line.trim_start().starts_with("```");
+            (open, gap) = (None, String::new());
             continue;
         }
-        if fenced || line.trim().is_empty() {
-            open = None;
-            continue;
-        }
-        if let Some((_, span)) = open.as_mut() {
-            span.push(' ');
+        match open.as_mut() {
+            Some((_, span)) => span.push(' '),
+            None => gap.push(' '),
         }
         for c in line.chars() {
             match (open.as_mut(), c) {
                 (None, '`') => open = Some((i + 1, String::new())),
                 (Some(_), '`') => {
                     let (line, span) = open.take().unwrap();
-                    spans.push((line, span.trim().to_string()));
+                    spans.push((line, span.trim().to_string(), std::mem::take(&mut gap)));
                 }
                 (Some((_, span)), c) => span.push(c),
-                (None, _) => {}
+                (None, c) => gap.push(c),
             }
         }
     }
