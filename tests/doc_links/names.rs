@@ -10,6 +10,7 @@
 //! `curl` without a check:
 //! - a file: a code span that starts with `src/`, `examples/`, `tests/` or
 //!   `docs/` must exist; a bare `name.rs` must exist somewhere in the tree;
+//!   an example's name (`02_chat_server`) must be an example;
 //! - a path with `::` (`Room::join`, `auth::serve_handshake`,
 //!   `netlessons::log!`) must name an item of that type or module: a method
 //!   in its `impl` or `trait`, a variant of its `enum`, a field of its
@@ -137,7 +138,8 @@ fn the_idea_map_checker_wants_each_name_in_its_rows_file() {
 }
 
 /// A command's target must exist and its filter must select a test, with
-/// learners' own programs (`my_chat`) and flags left alone.
+/// learners' own programs (`my_chat`) and flags left alone; an example named
+/// in a table must exist too.
 #[test]
 fn the_command_checker_wants_real_targets_and_filters() {
     let mut index = toy_index();
@@ -154,6 +156,14 @@ fn the_command_checker_wants_real_targets_and_filters() {
         [
             "docs/x.md:4: `cargo test --test ex02_chat`: no test's name contains `a_thawed`",
             "docs/x.md:5: `--example 02_chat`: there is no examples/02_chat.rs nor examples/02_chat/main.rs",
+        ]
+    );
+    index.add("examples/02_chat_server/main.rs", "fn main() {}\n");
+    let table = "| 04 | `02_chat_server`, `02_chat_client --trace` |\n";
+    assert_eq!(
+        missing_files("docs/x.md", table, &index),
+        [
+            "docs/x.md:1: `--example 02_chat_client`: there is no examples/02_chat_client.rs nor examples/02_chat_client/main.rs"
         ]
     );
 }
@@ -219,15 +229,22 @@ enum Mention {
     Name(String),
     /// A plain word, checked only in the idea map.
     Word(String),
+    /// An example by its name (`02_chat_server`, also with its arguments).
+    Example(String),
 }
 
-/// The files one doc names that are not there. A bare `name.rs` may be
-/// anywhere in the tree (the prose says which folder).
+/// The files and examples one doc names that are not there. A bare
+/// `name.rs` may be anywhere in the tree (the prose says which folder).
 fn missing_files(doc: &str, text: &str, index: &Index) -> Vec<String> {
     let mut missing = Vec::new();
     for (line, span) in code_spans(text) {
-        let Some(Mention::File(path)) = mention(&span) else {
-            continue;
+        let path = match mention(&span) {
+            Some(Mention::File(path)) => path,
+            Some(Mention::Example(name)) => {
+                missing.extend(example_problem(&name, index).map(|p| format!("{doc}:{line}: {p}")));
+                continue;
+            }
+            _ => continue,
         };
         let found = if path.contains('/') {
             crate_dir().join(&path).exists()
@@ -341,7 +358,7 @@ fn idea_map_problems(readme: &str, index: &Index, exists: &dyn Fn(&str) -> bool)
                     continue;
                 }
                 Some(Mention::Name(name) | Mention::Word(name)) => name,
-                None => continue,
+                Some(Mention::Example(_)) | None => continue,
             };
             if !external(&name) {
                 pending.push(name);
@@ -461,6 +478,11 @@ fn mention(span: &str) -> Option<Mention> {
     let bare_rs = first == span && first.ends_with(".rs") && is_ident(&first[..first.len() - 3]);
     if rooted || bare_rs {
         return Some(Mention::File(first.to_string()));
+    }
+    let bytes = first.as_bytes();
+    let numbered = bytes.len() > 3 && bytes[..2].iter().all(u8::is_ascii_digit);
+    if numbered && bytes[2] == b'_' && is_ident(&first[3..]) {
+        return Some(Mention::Example(first.to_string()));
     }
     let (path, call) = match span.split_once('(') {
         Some((path, _)) if span.ends_with(')') => (path, true),
