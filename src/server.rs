@@ -40,12 +40,12 @@ use crate::connection::{Connection, LINE_TIMEOUT, SharedStream};
 use crate::limits::{self, Budget, ConnectionCost};
 use crate::subnet::Allowlist;
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How the runner treats connections. Build one with [`ServerConfig::new`]
 /// and change the fields you need (the examples fill it from their flags with
@@ -356,6 +356,63 @@ pub fn reachable(local: SocketAddr) -> SocketAddr {
     };
     SocketAddr::new(ip, local.port())
 }
+
+/// Closes a connection after a last reply without letting a reset destroy
+/// it: a *lingering close*, as web and mail servers call it.
+///
+/// Closing a socket that still holds bytes the client sent and we never read
+/// (a request we refused, a burst a bot sent early) makes the kernel answer
+/// with a reset (RST) instead of an orderly end, and a reset can reach the
+/// client before it has read our reply: it would never learn why it was
+/// turned away. So we flush what is queued and close our sending side first
+/// (the client reads end-of-stream after the reply), then read and drop what
+/// it still sends, for at most 2 seconds and `max_bytes`, before the socket
+/// is closed. Errors end it early: the client is gone, which is what we wanted.
+///
+/// ```
+/// use netlessons::connection::Connection;
+/// use netlessons::server::lingering_close;
+/// use std::io::{Read, Write};
+/// use std::net::{TcpListener, TcpStream};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let mut client = TcpStream::connect(listener.local_addr()?)?;
+/// client.write_all(b"EHLO bot\r\n")?; // talks first, and is never read
+/// let server = std::thread::spawn(move || -> std::io::Result<()> {
+///     let mut conn = Connection::new(listener.accept()?.0, false)?;
+///     conn.send_line("521 go away")?;
+///     lingering_close(&mut conn, 64 * 1024);
+///     Ok(())
+/// });
+/// let mut reply = String::new();
+/// client.read_to_string(&mut reply)?; // the whole reply, then end-of-stream
+/// assert_eq!(reply, "521 go away\n");
+/// drop(client); // the server stops lingering as soon as we hang up
+/// server.join().expect("the server thread")?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn lingering_close(conn: &mut Connection, max_bytes: u64) {
+    if conn.shutdown_write().is_err() {
+        return;
+    }
+    let mut socket = conn.socket();
+    let deadline = Instant::now() + LINGER;
+    let mut buf = [0u8; 4096];
+    let mut drained = 0;
+    while drained < max_bytes {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match socket.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n as u64,
+        }
+    }
+}
+
+/// How long [`lingering_close`] reads what a client still sends.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// The connection cap for a server whose connections cost `cost`: what the
 /// process can hold safely, or `asked` if that is lower. The first server of

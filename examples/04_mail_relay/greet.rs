@@ -30,13 +30,13 @@
 //! once a day rather than on every connection; ours pays it every time.
 
 use netlessons::connection::Connection;
-use std::io::{self, Read};
+use netlessons::server::lingering_close;
+use std::io;
 use std::time::{Duration, Instant};
 
-/// After a refusal, how long we keep reading (and discarding) what the
-/// client still sends, and how much of it.
-const LINGER: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 64 * 1024;
+/// After a refusal, how much of what the client still sends we read (and
+/// discard) at most.
+const LINGER_BYTES: u64 = 64 * 1024;
 
 /// How the greeting wait ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -99,28 +99,12 @@ pub fn listen(conn: &mut Connection, wait: Duration) -> io::Result<Pregreet> {
     Ok(outcome)
 }
 
-/// Sends what is queued (the `521`), then closes politely: our side first
-/// (the client reads end-of-stream after the reply), then we read and
-/// discard what it still sends, briefly. Closing a socket with unread
-/// bytes in it makes the kernel answer with a reset (RST) instead, and a
-/// reset can arrive before the client has read our reply: it would never
-/// learn why it was turned away. (Web servers call this a *lingering close*.)
+/// Sends what is queued (the `521`), then closes politely: a bot that
+/// talked early has left bytes we never read, and closing on unread bytes
+/// makes the kernel answer with a reset that can arrive before our reply is
+/// read. The library's lingering close (`netlessons::server::lingering_close`)
+/// closes our side first, then reads and drops what the client still sends,
+/// for a short while.
 pub fn close_after_refusal(conn: &mut Connection) {
-    if conn.shutdown_write().is_err() {
-        return;
-    }
-    let mut socket = conn.socket();
-    let deadline = Instant::now() + LINGER;
-    let mut buf = [0u8; 4096];
-    let mut drained = 0;
-    while drained < LINGER_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match socket.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => drained += n,
-        }
-    }
+    lingering_close(conn, LINGER_BYTES);
 }
