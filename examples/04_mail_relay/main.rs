@@ -58,7 +58,7 @@ mod spool;
 
 use netlessons::auth::{self, LoginThrottle, Users, new_secret};
 use netlessons::cli::{Command, Matches};
-use netlessons::server::{Server, reachable};
+use netlessons::server::{Server, ServerConfig, reachable};
 use netlessons::sha256::constant_time_eq;
 use netlessons::subnet::Allowlist;
 use std::collections::BTreeMap;
@@ -122,8 +122,11 @@ impl Mailboxes {
     }
 }
 
+/// The command line, in three groups: where the mail goes (here), the
+/// spam filters ([`spam_options`]), and who may connect and for how long
+/// ([`connection_options`]); then the hidden knobs the tests turn.
 fn command() -> Command {
-    Command::new(
+    let command = Command::new(
         "04_mail_relay",
         "An email-style relay: takes mail over SMTP, stores it in Maildir folders, \
          forwards mail for other domains, and serves mailboxes over POP3.",
@@ -165,57 +168,9 @@ fn command() -> Command {
         "a message with the Message-ID and envelope of one stored in the last SECS seconds \
          is answered 250 and not stored again (0: off)",
         Some("3600"),
-    )
-    .opt(
-        "--greet-wait",
-        "SECS",
-        "clients outside --relay-allow wait this long for the greeting; \
-         one that talks first gets 521 (0: off)",
-        Some("1"),
-    )
-    .opt(
-        "--greylist",
-        "SECS",
-        "a client outside --relay-allow trying a new sender and recipient \
-         gets 451 and must retry after SECS seconds (0: off)",
-        Some("300"),
-    )
-    .opt("--spam-rules", "FILE", "more scoring rules, one a line: NAME SCORE PART TEXT", None)
-    .opt(
-        "--bayes",
-        "DIR",
-        "learn a naive Bayes filter from DIR/spam/ and DIR/ham/ (one message a file)",
-        None,
-    )
-    .opt(
-        "--spam-threshold",
-        "SCORE",
-        "mail scoring this much or more is spam, delivered to the .Junk folder",
-        Some("5.0"),
-    )
-    .opt("--allow", "CIDR[,CIDR...]", "who may connect at all (default: the local networks only)", None)
-    .opt("--max-conns", "N", "at most N clients at once on each listener; more are refused", None)
-    .opt("--idle-timeout", "SECS", "drop an SMTP client that sends nothing for SECS seconds (0: never)", Some("300"))
-    .opt("--pop3-idle-timeout", "SECS", "the same for POP3 clients (0: never)", Some("600"))
-    .flag("--trace", "show every message that crosses the wire on stderr")
-    // How long a line, once started, may take to arrive: the slow-loris
-    // defence every server has (the others get it from `server_options`,
-    // which this two-listener command does not use). It must be declared:
-    // `server_config` reads it, and an undeclared option reads as "never",
-    // which would let a client trickling a byte a minute hold a thread forever.
-    .hidden_opt("--line-timeout", Some("30"))
-    // Knobs that make the tests fast; never a way to weaken the defaults.
-    .hidden_opt("--retry-base-ms", Some("1000"))
-    .hidden_opt("--retry-max-ms", Some("300000"))
-    .hidden_opt("--auth-delay-ms", Some("500"))
-    .hidden_opt("--max-queue-age-ms", None)
-    .hidden_opt("--free-failures", Some("5"))
-    // The spam filters in milliseconds, for tests; when given they win over
-    // --greet-wait and --greylist. And the greylist's size cap.
-    .hidden_opt("--greet-wait-ms", None)
-    .hidden_opt("--greylist-ms", None)
-    .hidden_opt("--greylist-max", Some("100000"))
-    .after_help(
+    );
+    let command = connection_options(spam_options(command));
+    test_knobs(command).after_help(
         "Try it (the relay prints the demo passwords on stderr):\n  \
          python3 -c 'import smtplib; smtplib.SMTP(\"127.0.0.1\", 2525).sendmail(\"a@example.test\", [\"bob@example.test\"], \"Subject: hi\\r\\n\\r\\nhello\")'\n  \
          curl pop3://bob:PASSWORD@127.0.0.1:1110/1\n\n\
@@ -223,12 +178,231 @@ fn command() -> Command {
     )
 }
 
+/// The options of the three spam filters (chapter 11).
+fn spam_options(command: Command) -> Command {
+    command
+        .opt(
+            "--greet-wait",
+            "SECS",
+            "clients outside --relay-allow wait this long for the greeting; \
+             one that talks first gets 521 (0: off)",
+            Some("1"),
+        )
+        .opt(
+            "--greylist",
+            "SECS",
+            "a client outside --relay-allow trying a new sender and recipient \
+             gets 451 and must retry after SECS seconds (0: off)",
+            Some("300"),
+        )
+        .opt(
+            "--spam-rules",
+            "FILE",
+            "more scoring rules, one a line: NAME SCORE PART TEXT",
+            None,
+        )
+        .opt(
+            "--bayes",
+            "DIR",
+            "learn a naive Bayes filter from DIR/spam/ and DIR/ham/ (one message a file)",
+            None,
+        )
+        .opt(
+            "--spam-threshold",
+            "SCORE",
+            "mail scoring this much or more is spam, delivered to the .Junk folder",
+            Some("5.0"),
+        )
+}
+
+/// Who may connect, how many at once, for how long: every server's options.
+fn connection_options(command: Command) -> Command {
+    command
+        .opt(
+            "--allow",
+            "CIDR[,CIDR...]",
+            "who may connect at all (default: the local networks only)",
+            None,
+        )
+        .opt(
+            "--max-conns",
+            "N",
+            "at most N clients at once on each listener; more are refused",
+            None,
+        )
+        .opt(
+            "--idle-timeout",
+            "SECS",
+            "drop an SMTP client that sends nothing for SECS seconds (0: never)",
+            Some("300"),
+        )
+        .opt(
+            "--pop3-idle-timeout",
+            "SECS",
+            "the same for POP3 clients (0: never)",
+            Some("600"),
+        )
+        .flag(
+            "--trace",
+            "show every message that crosses the wire on stderr",
+        )
+        // How long a line, once started, may take to arrive: the slow-loris
+        // defence every server has (the others get it from `server_options`,
+        // which this two-listener command does not use). It must be declared:
+        // `server_config` reads it, and an undeclared option reads as "never",
+        // which would let a client trickling a byte a minute hold a thread forever.
+        .hidden_opt("--line-timeout", Some("30"))
+}
+
+/// Knobs that make the tests fast; never a way to weaken the defaults.
+fn test_knobs(command: Command) -> Command {
+    command
+        .hidden_opt("--retry-base-ms", Some("1000"))
+        .hidden_opt("--retry-max-ms", Some("300000"))
+        .hidden_opt("--auth-delay-ms", Some("500"))
+        .hidden_opt("--max-queue-age-ms", None)
+        .hidden_opt("--free-failures", Some("5"))
+        // The spam filters in milliseconds, for tests; when given they win
+        // over --greet-wait and --greylist. And the greylist's size cap.
+        .hidden_opt("--greet-wait-ms", None)
+        .hidden_opt("--greylist-ms", None)
+        .hidden_opt("--greylist-max", Some("100000"))
+}
+
 fn main() -> ExitCode {
     let args = command().parse_env();
     netlessons::cli::exit_status(run(&args))
 }
 
+/// The relay in three steps: open everything that is not the network,
+/// bind both listeners (and say where they are), then serve.
 fn run(args: &Matches) -> io::Result<()> {
+    let relay = open_relay(args)?;
+    let (smtp_server, pop3_server) = bind_listeners(&relay)?;
+    serve_both(relay, smtp_server, pop3_server)
+}
+
+/// What [`open_relay`] makes ready before the relay goes on the network.
+struct Relay {
+    /// What every SMTP session shares.
+    smtp: smtp::SmtpService,
+    /// What every POP3 session shares.
+    pop3: pop3::Pop3Service,
+    /// Where and how the SMTP listener listens.
+    smtp_config: ServerConfig,
+    /// The same for POP3.
+    pop3_config: ServerConfig,
+    /// Without `--users`: the demo users, whose passwords are shown.
+    demo: Option<Users>,
+}
+
+/// Step 1: reads the flags, the users and the spam rules, and opens the
+/// spool, the filters and (with `--next-hop`) the queue. A mistake in any
+/// of them stops the relay here, before it listens.
+fn open_relay(args: &Matches) -> io::Result<Relay> {
+    let domains = domains(args);
+    let relay_allow: Allowlist = args.value("--relay-allow");
+    let max_size: u64 = args.value("--max-size");
+    let dedup_window = Duration::from_secs(args.value("--dedup-window"));
+    let (users, demo) = load_users(args)?;
+    let mailboxes = Arc::new(Mailboxes::from_users(&users).map_err(io::Error::other)?);
+
+    // Rules first, before anything is written: a bad rules file stops the
+    // relay here, with the file's name and line number.
+    let scorer = spam_scorer(args)?;
+
+    // The disk side: mailboxes, and (with a next hop) the relay queue.
+    let spool = Arc::new(spool::Spool::open(Path::new(
+        args.get("--spool").unwrap_or("./mail-spool"),
+    ))?);
+    let filters = spam_filters(args, spool.root(), scorer)?;
+    let queue = open_queue(args, &domains, &mailboxes, &spool)?;
+    let (smtp_config, pop3_config) = listener_configs(args);
+
+    let smtp = smtp::SmtpService {
+        host: domains[0].clone(),
+        domains,
+        mailboxes: Arc::clone(&mailboxes),
+        relay_allow,
+        queue,
+        spool: Arc::clone(&spool),
+        max_size,
+        idle_timeout: smtp_config.idle_timeout,
+        line_timeout: smtp_config.line_timeout,
+        recent: (!dedup_window.is_zero()).then(|| dedup::Recent::new(dedup_window)),
+        dedup_window,
+        filters,
+    };
+    let pop3 = pop3::Pop3Service {
+        mailboxes,
+        spool,
+        locked: Mutex::default(),
+        logins: LoginThrottle::with_limits(
+            Duration::from_millis(args.value("--auth-delay-ms")),
+            args.value("--free-failures"),
+            auth::FAILURE_WINDOW,
+            auth::MAX_ANSWER_WAIT,
+        ),
+    };
+    let demo = demo.then_some(users);
+    Ok(Relay {
+        smtp,
+        pop3,
+        smtp_config,
+        pop3_config,
+        demo,
+    })
+}
+
+/// Step 2: binds both listeners before printing anything, so that the two
+/// `listening on` lines are the first lines on stdout; then tells the
+/// operator where the mail goes (and, for the demo, how to try it).
+fn bind_listeners(relay: &Relay) -> io::Result<(Server, Server)> {
+    let smtp_server = Server::bind(relay.smtp_config.clone())?;
+    let pop3_server = Server::bind(relay.pop3_config.clone())?;
+    let (smtp_addr, pop3_addr) = (smtp_server.local_addr(), pop3_server.local_addr());
+    {
+        let mut out = io::stdout().lock();
+        writeln!(out, "listening on {smtp_addr} (smtp)")?;
+        writeln!(out, "listening on {pop3_addr} (pop3)")?;
+        out.flush()?;
+    }
+    let domains = &relay.smtp.domains;
+    netlessons::log!(
+        "mail for {} is stored in {} (one Maildir folder per user)",
+        domains.join(", "),
+        relay.smtp.spool.root().display()
+    );
+    if let Some(users) = &relay.demo {
+        print_demo_help(users, &domains[0], smtp_addr, pop3_addr);
+    }
+    Ok((smtp_server, pop3_server))
+}
+
+/// Step 3: starts the queue's forwarder, then runs each listener on a
+/// thread of its own; each client then gets a thread of its own from the
+/// runner. Returns when a listener stops.
+fn serve_both(relay: Relay, smtp_server: Server, pop3_server: Server) -> io::Result<()> {
+    if let Some(queue) = &relay.smtp.queue {
+        queue.start()?;
+    }
+    let (smtp_service, pop3_service) = (Arc::new(relay.smtp), Arc::new(relay.pop3));
+    let smtp = thread::Builder::new()
+        .name("smtp".to_string())
+        .spawn(move || smtp_server.serve(move |conn| smtp::serve(conn, &smtp_service)))?;
+    let pop3 = thread::Builder::new()
+        .name("pop3".to_string())
+        .spawn(move || pop3_server.serve(move |conn| pop3::serve(conn, &pop3_service)))?;
+    for listener in [smtp, pop3] {
+        listener
+            .join()
+            .map_err(|_| io::Error::other("a listener thread panicked"))??;
+    }
+    Ok(())
+}
+
+/// `--domain`, in lower case; each must be a domain name.
+fn domains(args: &Matches) -> Vec<String> {
     let domains: Vec<String> = args
         .get("--domain")
         .unwrap_or("example.test")
@@ -243,142 +417,77 @@ fn run(args: &Matches) -> io::Result<()> {
             "--domain takes domain names separated by commas, such as example.test,example.org",
         );
     }
-    let relay_allow: Allowlist = args.value("--relay-allow");
-    let max_size: u64 = args.value("--max-size");
-    let next_hop = args.get("--next-hop").map(str::to_string);
-    let dedup_window = Duration::from_secs(args.value("--dedup-window"));
-    let trace = args.flag("--trace");
+    domains
+}
 
-    // Who has a mailbox: the users file, or two demo users.
-    let (users, demo) = match args.get("--users") {
-        Some(path) => (Users::load(Path::new(path))?, false),
-        None => {
-            let mut users = Users::new();
-            for name in ["alice", "bob"] {
-                users
-                    .insert(name, &new_secret()?)
-                    .map_err(io::Error::other)?;
-            }
-            (users, true)
-        }
+/// Who has a mailbox: the users file, or (true) two demo users with new
+/// random passwords.
+fn load_users(args: &Matches) -> io::Result<(Users, bool)> {
+    if let Some(path) = args.get("--users") {
+        return Ok((Users::load(Path::new(path))?, false));
+    }
+    let mut users = Users::new();
+    for name in ["alice", "bob"] {
+        users
+            .insert(name, &new_secret()?)
+            .map_err(io::Error::other)?;
+    }
+    Ok((users, true))
+}
+
+/// The relay queue, with `--next-hop`; without one, `None` (and a warning
+/// if an earlier run left mail waiting in it).
+fn open_queue(
+    args: &Matches,
+    domains: &[String],
+    mailboxes: &Arc<Mailboxes>,
+    spool: &Arc<spool::Spool>,
+) -> io::Result<Option<Arc<queue::Queue>>> {
+    let Some(hop) = args.get("--next-hop") else {
+        warn_about_stranded_queue(spool);
+        return Ok(None);
     };
-    let mailboxes = Arc::new(Mailboxes::from_users(&users).map_err(io::Error::other)?);
-
-    // Rules first, before anything is written: a bad rules file stops the
-    // relay here, with the file's name and line number.
-    let scorer = spam_scorer(args)?;
-
-    // The disk side: mailboxes, and (with a next hop) the relay queue.
-    let spool = Arc::new(spool::Spool::open(Path::new(
-        args.get("--spool").unwrap_or("./mail-spool"),
-    ))?);
-    let filters = spam_filters(args, spool.root(), scorer)?;
-    let queue = match &next_hop {
-        Some(hop) => {
-            let backoff = queue::Backoff {
-                base: Duration::from_millis(args.value("--retry-base-ms")),
-                max: Duration::from_millis(args.value("--retry-max-ms")),
-            };
-            // The hidden millisecond knob lets a test age a message out quickly.
-            let max_age = match args.get("--max-queue-age-ms") {
-                Some(_) => Duration::from_millis(args.value("--max-queue-age-ms")),
-                None => Duration::from_secs(args.value("--max-queue-age")),
-            };
-            let config = queue::Config {
-                next_hop: hop.clone(),
-                host: domains[0].clone(),
-                domains: domains.clone(),
-                mailboxes: Arc::clone(&mailboxes),
-                backoff,
-                max_age,
-                trace,
-            };
-            Some(Arc::new(queue::Queue::open(Arc::clone(&spool), config)?))
-        }
-        None => {
-            warn_about_stranded_queue(&spool);
-            None
-        }
+    let backoff = queue::Backoff {
+        base: Duration::from_millis(args.value("--retry-base-ms")),
+        max: Duration::from_millis(args.value("--retry-max-ms")),
     };
+    // The hidden millisecond knob lets a test age a message out quickly.
+    let max_age = match args.get("--max-queue-age-ms") {
+        Some(_) => Duration::from_millis(args.value("--max-queue-age-ms")),
+        None => Duration::from_secs(args.value("--max-queue-age")),
+    };
+    let config = queue::Config {
+        next_hop: hop.to_string(),
+        host: domains[0].clone(),
+        domains: domains.to_vec(),
+        mailboxes: Arc::clone(mailboxes),
+        backoff,
+        max_age,
+        trace: args.flag("--trace"),
+    };
+    Ok(Some(Arc::new(queue::Queue::open(
+        Arc::clone(spool),
+        config,
+    )?)))
+}
 
-    // Bind both listeners before printing anything, so that the two
-    // `listening on` lines are the first lines on stdout.
-    let mut smtp_config = args.server_config("smtp", Some(b"421 4.7.0 too many connections\r\n"));
-    smtp_config.addr = args
+/// The two listeners' settings: `--allow`, `--max-conns`, the timeouts and
+/// `--trace` for both, each with its own address, refusal and idle timeout.
+fn listener_configs(args: &Matches) -> (ServerConfig, ServerConfig) {
+    let mut smtp = args.server_config("smtp", Some(b"421 4.7.0 too many connections\r\n"));
+    smtp.addr = args
         .get("--smtp-addr")
         .unwrap_or("127.0.0.1:2525")
         .to_string();
-    let (smtp_idle_timeout, smtp_line_timeout) =
-        (smtp_config.idle_timeout, smtp_config.line_timeout);
-    let mut pop3_config = smtp_config.clone();
-    pop3_config.name = "pop3".to_string();
-    pop3_config.addr = args
+    let mut pop3 = smtp.clone();
+    pop3.name = "pop3".to_string();
+    pop3.addr = args
         .get("--pop3-addr")
         .unwrap_or("127.0.0.1:1110")
         .to_string();
-    pop3_config.idle_timeout = args.seconds("--pop3-idle-timeout");
-    pop3_config.busy_reply = Some(b"-ERR too many connections\r\n".to_vec());
-    let smtp_server = Server::bind(smtp_config)?;
-    let pop3_server = Server::bind(pop3_config)?;
-    let (smtp_addr, pop3_addr) = (smtp_server.local_addr(), pop3_server.local_addr());
-    {
-        let mut out = io::stdout().lock();
-        writeln!(out, "listening on {smtp_addr} (smtp)")?;
-        writeln!(out, "listening on {pop3_addr} (pop3)")?;
-        out.flush()?;
-    }
-    netlessons::log!(
-        "mail for {} is stored in {} (one Maildir folder per user)",
-        domains.join(", "),
-        spool.root().display()
-    );
-    if demo {
-        print_demo_help(&users, &domains[0], smtp_addr, pop3_addr);
-    }
-    if let Some(queue) = &queue {
-        queue.start()?;
-    }
-
-    let smtp_service = Arc::new(smtp::SmtpService {
-        host: domains[0].clone(),
-        domains,
-        mailboxes: Arc::clone(&mailboxes),
-        relay_allow,
-        queue,
-        spool: Arc::clone(&spool),
-        max_size,
-        idle_timeout: smtp_idle_timeout,
-        line_timeout: smtp_line_timeout,
-        recent: (!dedup_window.is_zero()).then(|| dedup::Recent::new(dedup_window)),
-        dedup_window,
-        filters,
-    });
-    let pop3_service = Arc::new(pop3::Pop3Service {
-        mailboxes,
-        spool,
-        locked: Mutex::default(),
-        logins: LoginThrottle::with_limits(
-            Duration::from_millis(args.value("--auth-delay-ms")),
-            args.value("--free-failures"),
-            auth::FAILURE_WINDOW,
-            auth::MAX_ANSWER_WAIT,
-        ),
-    });
-
-    // Each listener is a `Server` on its own thread; each client then gets
-    // a thread of its own from the runner.
-    let smtp = thread::Builder::new()
-        .name("smtp".to_string())
-        .spawn(move || smtp_server.serve(move |conn| smtp::serve(conn, &smtp_service)))?;
-    let pop3 = thread::Builder::new()
-        .name("pop3".to_string())
-        .spawn(move || pop3_server.serve(move |conn| pop3::serve(conn, &pop3_service)))?;
-    for listener in [smtp, pop3] {
-        listener
-            .join()
-            .map_err(|_| io::Error::other("a listener thread panicked"))??;
-    }
-    Ok(())
+    pop3.idle_timeout = args.seconds("--pop3-idle-timeout");
+    pop3.busy_reply = Some(b"-ERR too many connections\r\n".to_vec());
+    (smtp, pop3)
 }
 
 /// The content filter from the command line (chapter 11). A bad rules
