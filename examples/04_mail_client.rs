@@ -151,12 +151,7 @@ fn expect_smtp(conn: &mut Connection, after: &str, code: u16) -> io::Result<Stri
 }
 
 fn read_line(conn: &mut Connection) -> io::Result<String> {
-    let line = conn.read_line(MAX_LINE)?.ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the server closed the connection",
-        )
-    })?;
+    let line = message::read_owed_line(conn, MAX_LINE, "the server closed the connection")?;
     Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
@@ -230,12 +225,8 @@ fn expect_pop3(conn: &mut Connection, after: &str) -> io::Result<String> {
 fn read_multiline(conn: &mut Connection) -> io::Result<Vec<Vec<u8>>> {
     let mut lines = Vec::new();
     loop {
-        let line = conn.read_line(MAX_LINE)?.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection mid-reply",
-            )
-        })?;
+        let line =
+            message::read_owed_line(conn, MAX_LINE, "the server closed the connection mid-reply")?;
         if line == b"." {
             return Ok(lines);
         }

@@ -35,7 +35,7 @@
 //! need to see exactly how each line ended (`CR LF` or a bare `LF`), which
 //! a line reader hides.
 
-use crate::spool::Draft;
+use crate::draft::Draft;
 use netlessons::connection::{Connection, MIN_BODY_RATE};
 use std::io;
 use std::time::{Duration, Instant};

@@ -211,12 +211,8 @@ fn refused(stage: &str, reply: &Reply) -> Outcome {
 fn read_reply(conn: &mut Connection) -> io::Result<Reply> {
     let mut text = String::new();
     loop {
-        let line = conn.read_line(MAX_REPLY_LINE)?.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the next hop closed the connection",
-            )
-        })?;
+        let line =
+            message::read_owed_line(conn, MAX_REPLY_LINE, "the next hop closed the connection")?;
         let line = String::from_utf8_lossy(&line);
         let code = line
             .get(..3)

@@ -19,13 +19,17 @@
 //!   `greylist_log.rs`, its table on disk (an append-only log, compacted).
 //! * `data.rs`: the message text after `DATA`: where it ends, bare CR and
 //!   NUL, the body clock, streaming it to disk as it arrives.
+//! * `draft.rs`: the file a message is streamed into while it arrives.
+//! * `deliver.rs`: the session's second half, after the final `.`: the
+//!   last checks, scoring, and storing every copy before the `250`.
 //! * `score.rs`: the third filter, content scoring (after `DATA`), with
 //!   `spam_rules.rs` (the `--spam-rules` file and the `Score` it is written
 //!   in) and `spam_headers.rs` (reading the header section, and removing
 //!   the `X-Spam-*` fields a client wrote).
 //! * `bayes.rs`: chapter 11's exercise, a naive Bayes filter for `score.rs`.
 //! * `address.rs`: parsing `MAIL FROM:<…>` and `RCPT TO:<…>`.
-//! * `message.rs`: the `Received:` header, dates, the wire form of a message.
+//! * `message.rs`: the `Received:` header, dates, the wire form of a
+//!   message (shared with `04_mail_client.rs`).
 //! * `spool.rs`: durable Maildir delivery (every copy of a message, or none),
 //!   and group commit of the syncs.
 //! * `queue.rs`: the durable relay queue and its retrying forwarder thread.
@@ -43,6 +47,7 @@ mod bayes;
 mod bounce;
 mod data;
 mod dedup;
+mod draft;
 mod forward;
 mod greet;
 mod greylist;

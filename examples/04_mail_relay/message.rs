@@ -101,16 +101,32 @@ pub fn received_header(hop: &Hop<'_>, now: SystemTime) -> String {
 /// Keeps a client-supplied word safe to put in a header: printable ASCII
 /// without spaces, at most 64 characters.
 fn sanitize(word: &str) -> String {
-    let clean: String = word
-        .chars()
-        .filter(|c| c.is_ascii_graphic() && !"()<>;\\\"".contains(*c))
-        .take(64)
-        .collect();
-    if clean.is_empty() {
-        "unknown".to_string()
+    keep_chars(
+        word,
+        |c| c.is_ascii_graphic() && !"()<>;\\\"".contains(c),
+        64,
+        "unknown",
+    )
+}
+
+/// The characters of `text` that `keep` accepts, at most `max` of them, or
+/// `fallback` when none is left: how a name from outside (a client's
+/// `HELO`, this machine's host name) is made safe to write into a header
+/// or a file name.
+pub fn keep_chars(text: &str, keep: impl Fn(char) -> bool, max: usize, fallback: &str) -> String {
+    let kept: String = text.chars().filter(|c| keep(*c)).take(max).collect();
+    if kept.is_empty() {
+        fallback.to_string()
     } else {
-        clean
+        kept
     }
+}
+
+/// Reads one line the peer owes us (a reply): the end of the stream here
+/// is an error, `UnexpectedEof`, saying `closed`.
+pub fn read_owed_line(conn: &mut Connection, max: usize, closed: &str) -> io::Result<Vec<u8>> {
+    conn.read_line(max)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, closed.to_string()))
 }
 
 /// A date as mail headers write it (RFC 5322 §3.3), in UTC:

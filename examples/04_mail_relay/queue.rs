@@ -30,8 +30,9 @@
 use crate::Mailboxes;
 use crate::address;
 use crate::bounce::{self, Failure};
+use crate::draft::Draft;
 use crate::forward::{self, Envelope, Outcome};
-use crate::spool::{self, Batch, Draft, Folder, Spool, annotate};
+use crate::spool::{self, Batch, Folder, Spool, annotate};
 use std::fs;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -248,65 +249,7 @@ impl Queue {
         // send the message again.
         let next = match outcome {
             Outcome::Sent { rejected, deferred } => {
-                let sent = envelope.to.len() - rejected.len() - deferred.len();
-                if sent > 0 {
-                    netlessons::log!(
-                        "queue: {name} delivered to {} for {sent} recipient(s)",
-                        config.next_hop
-                    );
-                }
-                let mut failed: Vec<Failure> = rejected
-                    .iter()
-                    .map(|(rcpt, why)| Failure {
-                        rcpt: rcpt.clone(),
-                        why: why.clone(),
-                    })
-                    .collect();
-                let expired = !deferred.is_empty() && self.too_old(&name);
-                if expired {
-                    failed.extend(deferred.iter().map(|(rcpt, why)| Failure {
-                        rcpt: rcpt.clone(),
-                        why: gave_up(why, config.max_age),
-                    }));
-                }
-                for failure in &failed {
-                    netlessons::log!(
-                        "queue: {name} refused for good for <{}>: {}",
-                        failure.rcpt,
-                        failure.why
-                    );
-                }
-                // The queue file is dealt with first, the bounce sent
-                // after: a crash in between loses a bounce, never sends
-                // the message again.
-                if deferred.is_empty() || expired {
-                    if sent == 0 {
-                        self.give_up(&name, "no recipient took it");
-                    } else {
-                        self.remove(&name);
-                    }
-                    self.bounce(&name, &envelope.from, &failed, message);
-                    None
-                } else {
-                    // Keep only the recipients still to do, written as durably as before.
-                    let file = queue_file(&envelope.from, &deferred_rcpts(&deferred), message);
-                    if let Err(e) = self.spool.write_durably(
-                        &self.dir.join("tmp"),
-                        &self.dir.join("active"),
-                        &name,
-                        &file,
-                    ) {
-                        netlessons::log!("queue: {name}: could not update the queue file: {e}");
-                    }
-                    let why = deferred
-                        .iter()
-                        .map(|(r, why)| format!("<{r}>: {why}"))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    self.bounce(&name, &envelope.from, &failed, message);
-                    entry.failures += 1;
-                    self.retry(entry, &why)
-                }
+                self.sent(entry, &envelope, message, &rejected, &deferred)
             }
             Outcome::Later(why) if self.too_old(&name) => {
                 let why = gave_up(&why, config.max_age);
@@ -328,6 +271,79 @@ impl Queue {
             forward::quit(conn);
         }
         next
+    }
+
+    /// The next hop took the message for some recipients (perhaps none):
+    /// bounce the ones `rejected` (and `deferred` too, once the message is
+    /// too old), and keep the rest in the queue to try again.
+    fn sent(
+        &self,
+        mut entry: Entry,
+        envelope: &Envelope,
+        message: &[u8],
+        rejected: &[(String, String)],
+        deferred: &[(String, String)],
+    ) -> Option<Entry> {
+        let name = entry.name.clone();
+        let sent = envelope.to.len() - rejected.len() - deferred.len();
+        if sent > 0 {
+            netlessons::log!(
+                "queue: {name} delivered to {} for {sent} recipient(s)",
+                self.config.next_hop
+            );
+        }
+        let mut failed: Vec<Failure> = rejected
+            .iter()
+            .map(|(rcpt, why)| Failure {
+                rcpt: rcpt.clone(),
+                why: why.clone(),
+            })
+            .collect();
+        let expired = !deferred.is_empty() && self.too_old(&name);
+        if expired {
+            failed.extend(deferred.iter().map(|(rcpt, why)| Failure {
+                rcpt: rcpt.clone(),
+                why: gave_up(why, self.config.max_age),
+            }));
+        }
+        for failure in &failed {
+            netlessons::log!(
+                "queue: {name} refused for good for <{}>: {}",
+                failure.rcpt,
+                failure.why
+            );
+        }
+        // The queue file is dealt with first, the bounce sent
+        // after: a crash in between loses a bounce, never sends
+        // the message again.
+        if deferred.is_empty() || expired {
+            if sent == 0 {
+                self.give_up(&name, "no recipient took it");
+            } else {
+                self.remove(&name);
+            }
+            self.bounce(&name, &envelope.from, &failed, message);
+            None
+        } else {
+            // Keep only the recipients still to do, written as durably as before.
+            let file = queue_file(&envelope.from, &deferred_rcpts(deferred), message);
+            if let Err(e) = self.spool.write_durably(
+                &self.dir.join("tmp"),
+                &self.dir.join("active"),
+                &name,
+                &file,
+            ) {
+                netlessons::log!("queue: {name}: could not update the queue file: {e}");
+            }
+            let why = deferred
+                .iter()
+                .map(|(r, why)| format!("<{r}>: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.bounce(&name, &envelope.from, &failed, message);
+            entry.failures += 1;
+            self.retry(entry, &why)
+        }
     }
 
     /// Removes a delivered message's queue file, durably: a crash after
