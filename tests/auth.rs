@@ -23,100 +23,6 @@ const DELAY: Duration = Duration::from_millis(60);
 
 const USERS: &str = "# test users\nada:s3cret\nbob:pw:with:colons\n";
 
-/// A server that runs `serve_handshake` on every connection, greets a user
-/// who got in with `hello <user>`, and reports each verdict on a channel.
-struct HandshakeServer {
-    addr: SocketAddr,
-    verdicts: Receiver<Option<String>>,
-    stop: ShutdownHandle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl HandshakeServer {
-    fn start() -> HandshakeServer {
-        HandshakeServer::start_with(auth::LoginThrottle::new(DELAY))
-    }
-
-    /// Like `start`, with a throttle of the test's choosing.
-    fn start_with(throttle: auth::LoginThrottle) -> HandshakeServer {
-        let users = Users::parse(USERS).unwrap();
-        let server = Server::bind(ServerConfig::new("127.0.0.1:0")).unwrap();
-        let addr = server.local_addr();
-        let stop = server.shutdown_handle();
-        let (tx, verdicts) = mpsc::channel();
-        let thread = thread::spawn(move || {
-            server
-                .serve(move |mut conn| {
-                    conn.set_idle_timeout(Some(common::IO_TIMEOUT))?;
-                    let verdict = auth::serve_handshake(&mut conn, &users, &throttle)?;
-                    let _ = tx.send(verdict.clone());
-                    if let Some(user) = verdict {
-                        conn.send_line(format!("hello {user}"))?;
-                        conn.flush()?;
-                    }
-                    Ok(())
-                })
-                .unwrap();
-        });
-        HandshakeServer {
-            addr,
-            verdicts,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// The verdict of the next connection that finished its handshake.
-    fn verdict(&self) -> Option<String> {
-        self.verdicts
-            .recv_timeout(common::IO_TIMEOUT)
-            .expect("the server reported no verdict")
-    }
-}
-
-impl Drop for HandshakeServer {
-    fn drop(&mut self) {
-        self.stop.shutdown();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The server's nonce from its `AUTH HMAC-SHA256 <sn>` challenge, checked
-/// for its form: 32 bytes in lowercase hex.
-fn challenge(client: &mut FileClient) -> String {
-    let sn = client.challenge();
-    assert_eq!(sn.len(), 64, "the nonce is 32 bytes in hex");
-    assert!(
-        sn.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-        "lowercase hex"
-    );
-    sn
-}
-
-/// A valid answer to the challenge `sn`, as an honest client computes it.
-fn answer(user: &str, secret: &str, sn: &str, cn: &str) -> String {
-    format!(
-        "AUTH {user} {cn} {}\n",
-        auth::client_proof(secret, sn, cn, user)
-    )
-}
-
-/// Sends `answer_line` to a fresh challenge and returns what came back and how long it took.
-fn try_answer(
-    server: &HandshakeServer,
-    answer_line: impl Fn(&str) -> Vec<u8>,
-) -> (Vec<u8>, Duration) {
-    let mut raw = FileClient::connect(server.addr);
-    let sn = challenge(&mut raw);
-    let start = Instant::now();
-    raw.send_bytes(&answer_line(&sn));
-    let rest = raw.rest_clean();
-    (rest, start.elapsed())
-}
-
 /// The right secret gets `OK <server proof>`, the server learns who it is
 /// talking to, and the conversation carries on.
 #[test]
@@ -155,9 +61,6 @@ fn unknown_user_is_denied() {
     assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
     assert_eq!(server.verdict(), None);
 }
-
-/// Builds an answer line from the server's nonce.
-type MakeAnswer<'a> = Box<dyn Fn(&str) -> Vec<u8> + 'a>;
 
 /// Every malformed answer gets `DENIED` and the connection closes; no
 /// answer crashes the server or gets anything else.
@@ -400,31 +303,6 @@ fn replayed_response_is_denied() {
     assert_eq!(server.verdict(), None);
 }
 
-/// A fake server that starts a handshake and then answers `OK` with `proof`
-/// (computed from what the client sent). Returns its address and, at the
-/// end, everything the client sent after the AUTH line.
-fn impostor(
-    proof: impl Fn(&str, &str) -> String + Send + 'static,
-) -> (SocketAddr, JoinHandle<Vec<u8>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let thread = thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut writer = stream;
-        let sn = auth::new_nonce().unwrap();
-        writeln!(writer, "AUTH HMAC-SHA256 {sn}").unwrap();
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        writeln!(writer, "OK {}", proof(&sn, line.trim_end())).unwrap();
-        let mut after = Vec::new();
-        let _ = reader.read_to_end(&mut after);
-        after
-    });
-    (addr, thread)
-}
-
 /// A server that does not know the secret cannot produce the server proof,
 /// and the client refuses to go on: mutual authentication.
 #[test]
@@ -589,4 +467,126 @@ fn users_file_errors_name_the_line() {
     }
     let err = Users::load(std::path::Path::new("/no/such/users-file")).unwrap_err();
     assert!(err.to_string().contains("/no/such/users-file"), "{err}");
+}
+
+/// A server that runs `serve_handshake` on every connection, greets a user
+/// who got in with `hello <user>`, and reports each verdict on a channel.
+struct HandshakeServer {
+    addr: SocketAddr,
+    verdicts: Receiver<Option<String>>,
+    stop: ShutdownHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HandshakeServer {
+    fn start() -> HandshakeServer {
+        HandshakeServer::start_with(auth::LoginThrottle::new(DELAY))
+    }
+
+    /// Like `start`, with a throttle of the test's choosing.
+    fn start_with(throttle: auth::LoginThrottle) -> HandshakeServer {
+        let users = Users::parse(USERS).unwrap();
+        let server = Server::bind(ServerConfig::new("127.0.0.1:0")).unwrap();
+        let addr = server.local_addr();
+        let stop = server.shutdown_handle();
+        let (tx, verdicts) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            server
+                .serve(move |mut conn| {
+                    conn.set_idle_timeout(Some(common::IO_TIMEOUT))?;
+                    let verdict = auth::serve_handshake(&mut conn, &users, &throttle)?;
+                    let _ = tx.send(verdict.clone());
+                    if let Some(user) = verdict {
+                        conn.send_line(format!("hello {user}"))?;
+                        conn.flush()?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        });
+        HandshakeServer {
+            addr,
+            verdicts,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The verdict of the next connection that finished its handshake.
+    fn verdict(&self) -> Option<String> {
+        self.verdicts
+            .recv_timeout(common::IO_TIMEOUT)
+            .expect("the server reported no verdict")
+    }
+}
+
+impl Drop for HandshakeServer {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The server's nonce from its `AUTH HMAC-SHA256 <sn>` challenge, checked
+/// for its form: 32 bytes in lowercase hex.
+fn challenge(client: &mut FileClient) -> String {
+    let sn = client.challenge();
+    assert_eq!(sn.len(), 64, "the nonce is 32 bytes in hex");
+    assert!(
+        sn.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "lowercase hex"
+    );
+    sn
+}
+
+/// A valid answer to the challenge `sn`, as an honest client computes it.
+fn answer(user: &str, secret: &str, sn: &str, cn: &str) -> String {
+    format!(
+        "AUTH {user} {cn} {}\n",
+        auth::client_proof(secret, sn, cn, user)
+    )
+}
+
+/// Sends `answer_line` to a fresh challenge and returns what came back and how long it took.
+fn try_answer(
+    server: &HandshakeServer,
+    answer_line: impl Fn(&str) -> Vec<u8>,
+) -> (Vec<u8>, Duration) {
+    let mut raw = FileClient::connect(server.addr);
+    let sn = challenge(&mut raw);
+    let start = Instant::now();
+    raw.send_bytes(&answer_line(&sn));
+    let rest = raw.rest_clean();
+    (rest, start.elapsed())
+}
+
+/// Builds an answer line from the server's nonce.
+type MakeAnswer<'a> = Box<dyn Fn(&str) -> Vec<u8> + 'a>;
+
+/// A fake server that starts a handshake and then answers `OK` with `proof`
+/// (computed from what the client sent). Returns its address and, at the
+/// end, everything the client sent after the AUTH line.
+fn impostor(
+    proof: impl Fn(&str, &str) -> String + Send + 'static,
+) -> (SocketAddr, JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let thread = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let sn = auth::new_nonce().unwrap();
+        writeln!(writer, "AUTH HMAC-SHA256 {sn}").unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        writeln!(writer, "OK {}", proof(&sn, line.trim_end())).unwrap();
+        let mut after = Vec::new();
+        let _ = reader.read_to_end(&mut after);
+        after
+    });
+    (addr, thread)
 }

@@ -19,26 +19,6 @@ use std::time::{Duration, Instant};
 const SERVER: &str = "01_echo_server";
 const CLIENT: &str = "01_echo_client";
 
-/// Sends `payload` from another thread while reading the echo here, then
-/// half-closes; returns everything echoed until the server closed.
-///
-/// Writing and reading at the same time matters: if we wrote 4 MiB before
-/// reading, the server's replies would fill our receive buffer, the server
-/// would stop reading, and both sides would wait for each other forever.
-fn echo_round_trip(stream: TcpStream, payload: Vec<u8>) -> Vec<u8> {
-    let mut writer = stream.try_clone().unwrap();
-    let sender = thread::spawn(move || {
-        writer.write_all(&payload).unwrap();
-        // Half-close: "I have sent everything". The server sees end of
-        // stream, finishes echoing, and closes its side too.
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut reader = stream;
-    let echoed = read_to_end(&mut reader);
-    sender.join().unwrap();
-    echoed
-}
-
 /// Every byte comes back, in order, including NUL and every other value, 4 MiB of it.
 #[test]
 fn echoes_binary_payloads_byte_exact() {
@@ -94,57 +74,6 @@ fn one_client_at_a_time_fails_the_fifty_clients_check() {
     let why = fifty_at_once(addr, Duration::from_secs(2))
         .expect_err("a one-at-a-time server passed the fifty-clients check");
     assert!(why.contains("one client at a time"), "{why}");
-}
-
-/// Connects fifty clients and keeps them all open. Each says hello and must
-/// get it back while the others are connected (waiting at most `wait`);
-/// then all fifty send 10 KB or more at the same time and must get exactly
-/// their own bytes back.
-fn fifty_at_once(addr: SocketAddr, wait: Duration) -> Result<(), String> {
-    let mut clients = Vec::new();
-    for i in 0..50u64 {
-        let mut stream = connect(addr);
-        stream.set_read_timeout(Some(wait)).unwrap();
-        let hello = format!("hello from client {i}\n");
-        stream.write_all(hello.as_bytes()).unwrap();
-        let mut got = vec![0u8; hello.len()];
-        if let Err(e) = stream.read_exact(&mut got) {
-            return Err(format!(
-                "client {i} sent {hello:?} and got no echo within {wait:?} ({e}) while {i} \
-                 other clients were still connected: does the server serve one client at a \
-                 time? Each client needs its own thread."
-            ));
-        }
-        common::report::assert_bytes(
-            &format!("client {i}'s echo"),
-            hello.as_bytes(),
-            hello.as_bytes(),
-            &got,
-        );
-        stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
-        clients.push(stream);
-    }
-    let threads: Vec<_> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(i, stream)| {
-            thread::spawn(move || {
-                let payload = Rng::new(i as u64 + 100).bytes(10_000 + i * 997);
-                let echoed = echo_round_trip(stream, payload.clone());
-                common::report::assert_bytes(
-                    &format!("client {i}'s echo (someone else's or damaged bytes?)"),
-                    &payload,
-                    &payload,
-                    &echoed,
-                );
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join()
-            .map_err(|_| "a client failed (its message is above)".to_string())?;
-    }
-    Ok(())
 }
 
 /// One client stays connected and idle while another is served: threads at work.
@@ -456,6 +385,112 @@ fn client_trace_shows_both_directions() {
         .stderr(predicate::str::contains("-> ping").and(predicate::str::contains("<- ping")));
 }
 
+/// Exercise (chapter 3): the client prints whole replies even when each
+/// arrives in many small pieces.
+#[test]
+fn exercise_1_client_reassembles_split_replies() {
+    let addr = dribbling_echo_server(3);
+    run_client(&addr.to_string(), b"partial reads\nare normal\n")
+        .expect_stdout(b"partial reads\nare normal\n");
+}
+
+/// Exercise (chapter 3): the client handles a 100 000-byte line, far more
+/// than one read returns.
+#[test]
+fn exercise_2_client_handles_long_lines() {
+    let server_addr = dribbling_echo_server(16 * 1024);
+    let long: String = (0..100_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let lines = format!("{long}\nshort\n");
+    run_client(&server_addr.to_string(), lines.as_bytes()).expect_stdout(lines.as_bytes());
+}
+
+/// A client that vanishes mid-stream without reading its echo does not
+/// disturb the server: the next client is served.
+#[test]
+fn survives_a_client_that_vanishes_mid_stream() {
+    let server = Server::start(SERVER, &[]);
+    {
+        let mut rude = connect(server.addr());
+        rude.write_all(&vec![7u8; 256 * 1024]).unwrap();
+        // Dropped here without reading: the close resets the connection.
+    }
+    let echoed = echo_round_trip(connect(server.addr()), b"next\n".to_vec());
+    assert_eq!(echoed, b"next\n");
+}
+
+/// Sends `payload` from another thread while reading the echo here, then
+/// half-closes; returns everything echoed until the server closed.
+///
+/// Writing and reading at the same time matters: if we wrote 4 MiB before
+/// reading, the server's replies would fill our receive buffer, the server
+/// would stop reading, and both sides would wait for each other forever.
+fn echo_round_trip(stream: TcpStream, payload: Vec<u8>) -> Vec<u8> {
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        writer.write_all(&payload).unwrap();
+        // Half-close: "I have sent everything". The server sees end of
+        // stream, finishes echoing, and closes its side too.
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut reader = stream;
+    let echoed = read_to_end(&mut reader);
+    sender.join().unwrap();
+    echoed
+}
+
+/// Connects fifty clients and keeps them all open. Each says hello and must
+/// get it back while the others are connected (waiting at most `wait`);
+/// then all fifty send 10 KB or more at the same time and must get exactly
+/// their own bytes back.
+fn fifty_at_once(addr: SocketAddr, wait: Duration) -> Result<(), String> {
+    let mut clients = Vec::new();
+    for i in 0..50u64 {
+        let mut stream = connect(addr);
+        stream.set_read_timeout(Some(wait)).unwrap();
+        let hello = format!("hello from client {i}\n");
+        stream.write_all(hello.as_bytes()).unwrap();
+        let mut got = vec![0u8; hello.len()];
+        if let Err(e) = stream.read_exact(&mut got) {
+            return Err(format!(
+                "client {i} sent {hello:?} and got no echo within {wait:?} ({e}) while {i} \
+                 other clients were still connected: does the server serve one client at a \
+                 time? Each client needs its own thread."
+            ));
+        }
+        common::report::assert_bytes(
+            &format!("client {i}'s echo"),
+            hello.as_bytes(),
+            hello.as_bytes(),
+            &got,
+        );
+        stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+        clients.push(stream);
+    }
+    let threads: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, stream)| {
+            thread::spawn(move || {
+                let payload = Rng::new(i as u64 + 100).bytes(10_000 + i * 997);
+                let echoed = echo_round_trip(stream, payload.clone());
+                common::report::assert_bytes(
+                    &format!("client {i}'s echo (someone else's or damaged bytes?)"),
+                    &payload,
+                    &payload,
+                    &echoed,
+                );
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| "a client failed (its message is above)".to_string())?;
+    }
+    Ok(())
+}
+
 /// A stand-in echo server made by the test: it echoes each line back in
 /// pieces of `piece` bytes with a pause between them, like a slow network.
 /// A client that assumes "one read = one reply" breaks against it.
@@ -484,27 +519,6 @@ fn dribbling_echo_server(piece: usize) -> std::net::SocketAddr {
     addr
 }
 
-/// Exercise (chapter 3): the client prints whole replies even when each
-/// arrives in many small pieces.
-#[test]
-fn exercise_1_client_reassembles_split_replies() {
-    let addr = dribbling_echo_server(3);
-    run_client(&addr.to_string(), b"partial reads\nare normal\n")
-        .expect_stdout(b"partial reads\nare normal\n");
-}
-
-/// Exercise (chapter 3): the client handles a 100 000-byte line, far more
-/// than one read returns.
-#[test]
-fn exercise_2_client_handles_long_lines() {
-    let server_addr = dribbling_echo_server(16 * 1024);
-    let long: String = (0..100_000)
-        .map(|i| (b'a' + (i % 26) as u8) as char)
-        .collect();
-    let lines = format!("{long}\nshort\n");
-    run_client(&server_addr.to_string(), lines.as_bytes()).expect_stdout(lines.as_bytes());
-}
-
 /// Runs the client example (or a learner's client) against `addr` with
 /// `stdin`, to its end, for at most 30 s; failures show what was sent,
 /// expected and printed, cut to fit a screen.
@@ -517,18 +531,4 @@ fn run_client(addr: &str, stdin: &[u8]) -> common::report::Finished {
         stdin,
         Duration::from_secs(30),
     )
-}
-
-/// A client that vanishes mid-stream without reading its echo does not
-/// disturb the server: the next client is served.
-#[test]
-fn survives_a_client_that_vanishes_mid_stream() {
-    let server = Server::start(SERVER, &[]);
-    {
-        let mut rude = connect(server.addr());
-        rude.write_all(&vec![7u8; 256 * 1024]).unwrap();
-        // Dropped here without reading: the close resets the connection.
-    }
-    let echoed = echo_round_trip(connect(server.addr()), b"next\n".to_vec());
-    assert_eq!(echoed, b"next\n");
 }

@@ -21,34 +21,6 @@ use std::time::{Duration, Instant};
 const SERVER: &str = "02_chat_server";
 const CLIENT: &str = "02_chat_client";
 
-/// Connects `n` clients one after another, as the contract names them
-/// (`guest1`, `guest2`, …); each earlier client sees each later one join.
-fn join_all(addr: SocketAddr, n: usize) -> Vec<Chatter> {
-    let mut clients: Vec<Chatter> = Vec::new();
-    for i in 1..=n {
-        let name = format!("guest{i}");
-        let newcomer = Chatter::join(addr, &name);
-        for earlier in &mut clients {
-            earlier.expect(&format!("* {name} joined"));
-        }
-        clients.push(newcomer);
-    }
-    clients
-}
-
-/// `clients[who]` takes `name`; checks the answer and everyone's notice.
-fn rename(clients: &mut [Chatter], who: usize, name: &str) {
-    let old = clients[who].name.clone();
-    clients[who].send(&format!("/nick {name}"));
-    clients[who].expect(&format!("* you are now {name}"));
-    clients[who].name = name.to_string();
-    for (i, other) in clients.iter_mut().enumerate() {
-        if i != who {
-            other.expect(&format!("* {old} is now {name}"));
-        }
-    }
-}
-
 /// A newcomer gets a welcome; everyone already there gets `* guestN joined`.
 #[test]
 fn welcome_and_join_notices() {
@@ -577,39 +549,6 @@ fn nc_interop() {
     );
 }
 
-/// Waits (bounded) for a child to exit and returns its stdout.
-fn finish(mut child: Child, timeout: Duration) -> String {
-    let status = wait_bounded(&mut child, timeout);
-    assert!(
-        status.is_some(),
-        "the program did not exit within {timeout:?}"
-    );
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    out
-}
-
-/// Waits for a child to exit, for at most `timeout`; kills it if it did not.
-fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// The client example: `printf '/who\n' | 02_chat_client` prints the answer,
 /// then leaves (`* bye`) and exits 0.
 #[test]
@@ -746,45 +685,6 @@ fn client_trace_shows_both_directions() {
             predicate::str::contains("-> /who")
                 .and(predicate::str::contains("<- * online: guest1")),
         );
-}
-
-/// Starts the client example with its input and output connected to us.
-fn start_client(addr: SocketAddr) -> (Child, ChildStdin, Receiver<String>) {
-    let mut client = common::command(CLIENT)
-        .args(["--addr", &addr.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let typing = client.stdin.take().unwrap();
-    let printed = lines_of(client.stdout.take().unwrap());
-    (client, typing, printed)
-}
-
-/// Reads lines from `output` on a thread of their own, as they come.
-fn lines_of(output: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(output).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits (bounded) until a line matching `wanted` arrives.
-fn wait_for_line(lines: &Receiver<String>, wanted: impl Fn(&str) -> bool) -> bool {
-    let deadline = Instant::now() + common::IO_TIMEOUT;
-    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        if wanted(&line) {
-            return true;
-        }
-    }
-    false
 }
 
 /// With --max-conns 2, a third client gets `! server full` and is closed;
@@ -958,4 +858,104 @@ fn half_close_counts_as_leaving() {
     c[0].writer.shutdown(Shutdown::Write).unwrap();
     c[1].expect("* guest1 left");
     c[0].expect_closed();
+}
+
+/// Connects `n` clients one after another, as the contract names them
+/// (`guest1`, `guest2`, …); each earlier client sees each later one join.
+fn join_all(addr: SocketAddr, n: usize) -> Vec<Chatter> {
+    let mut clients: Vec<Chatter> = Vec::new();
+    for i in 1..=n {
+        let name = format!("guest{i}");
+        let newcomer = Chatter::join(addr, &name);
+        for earlier in &mut clients {
+            earlier.expect(&format!("* {name} joined"));
+        }
+        clients.push(newcomer);
+    }
+    clients
+}
+
+/// `clients[who]` takes `name`; checks the answer and everyone's notice.
+fn rename(clients: &mut [Chatter], who: usize, name: &str) {
+    let old = clients[who].name.clone();
+    clients[who].send(&format!("/nick {name}"));
+    clients[who].expect(&format!("* you are now {name}"));
+    clients[who].name = name.to_string();
+    for (i, other) in clients.iter_mut().enumerate() {
+        if i != who {
+            other.expect(&format!("* {old} is now {name}"));
+        }
+    }
+}
+
+/// Waits (bounded) for a child to exit and returns its stdout.
+fn finish(mut child: Child, timeout: Duration) -> String {
+    let status = wait_bounded(&mut child, timeout);
+    assert!(
+        status.is_some(),
+        "the program did not exit within {timeout:?}"
+    );
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    out
+}
+
+/// Waits for a child to exit, for at most `timeout`; kills it if it did not.
+fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts the client example with its input and output connected to us.
+fn start_client(addr: SocketAddr) -> (Child, ChildStdin, Receiver<String>) {
+    let mut client = common::command(CLIENT)
+        .args(["--addr", &addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let typing = client.stdin.take().unwrap();
+    let printed = lines_of(client.stdout.take().unwrap());
+    (client, typing, printed)
+}
+
+/// Reads lines from `output` on a thread of their own, as they come.
+fn lines_of(output: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(output).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (bounded) until a line matching `wanted` arrives.
+fn wait_for_line(lines: &Receiver<String>, wanted: impl Fn(&str) -> bool) -> bool {
+    let deadline = Instant::now() + common::IO_TIMEOUT;
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if wanted(&line) {
+            return true;
+        }
+    }
+    false
 }

@@ -38,94 +38,6 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// exited: anything the client sent is already there, so a few seconds.
 const FAKE_AFTER_CLIENT: Duration = Duration::from_secs(10);
 
-/// One test's folders: `dir/root` is served, `dir/users.txt` lists the users,
-/// and `dir` itself is "outside the root", where nothing may ever change.
-struct Setup {
-    dir: PathBuf,
-    root: PathBuf,
-    users: PathBuf,
-}
-
-impl Setup {
-    fn new(test: &str) -> Setup {
-        let dir = temp_dir(&format!("ex03-{test}"));
-        let root = dir.join("root");
-        fs::create_dir(&root).unwrap();
-        let users = dir.join("users.txt");
-        fs::write(&users, USERS).unwrap();
-        Setup { dir, root, users }
-    }
-
-    /// Starts the server on this root with these users, plus `extra` flags.
-    /// The reference also gets a short pause before DENIED, so that tests of
-    /// wrong logins stay fast; a learner's program is not given that flag.
-    fn start(&self, extra: &[&str]) -> Server {
-        let mut args = vec![
-            "--root",
-            self.root.to_str().unwrap(),
-            "--users",
-            self.users.to_str().unwrap(),
-        ];
-        if override_command(SERVER).is_none() {
-            args.extend(["--deny-delay-ms", "20"]);
-        }
-        args.extend(extra);
-        Server::start(SERVER, &args)
-    }
-
-    /// The names in the root, sorted (temporaries included).
-    fn root_entries(&self) -> Vec<String> {
-        dir_entries(&self.root)
-    }
-}
-
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The client example (or a learner's client) working in `cwd` against
-/// `addr`, with the test secret in `NETLESSONS_SECRET`.
-///
-/// A learner's client runs from the crate's folder (so a relative path to
-/// it works), so file arguments are given in full: `put PATH` and `-o PATH`
-/// are made absolute, and under an override a `get NAME` without `-o`
-/// gets `-o cwd/NAME`, where the reference would save it.
-fn client(addr: SocketAddr, cwd: &Path, args: &[&str]) -> AssertCommand {
-    let mut full: Vec<String> = Vec::new();
-    for (i, arg) in args.iter().enumerate() {
-        let is_path = i > 0 && matches!(args[i - 1], "put" | "-o" | "--output");
-        full.push(if is_path {
-            cwd.join(arg).display().to_string()
-        } else {
-            arg.to_string()
-        });
-    }
-    if override_command(CLIENT).is_some()
-        && args.first() == Some(&"get")
-        && !args.contains(&"-o")
-        && args.len() == 2
-    {
-        full.push("-o".to_string());
-        full.push(cwd.join(args[1]).display().to_string());
-    }
-    let mut cmd = AssertCommand::from_std(common::command_in(CLIENT, cwd));
-    cmd.env("NETLESSONS_SECRET", SECRET)
-        .args(["--addr", &addr.to_string(), "--user", "learner"])
-        .args(full)
-        .timeout(CLIENT_TIMEOUT);
-    cmd
-}
-
 /// Files of 0 B, 1 B, 64 KiB + 1 and 20 MiB go up and come back byte for
 /// byte through the client example, and land in the root unchanged.
 #[test]
@@ -550,18 +462,6 @@ fn a_full_disk_mid_upload_gets_err_disk_full() {
     assert_eq!(setup.root_entries(), ["small.txt"]);
 }
 
-/// Starts an upload of `total` bytes and sends only `sent` of them.
-fn start_partial_upload(addr: SocketAddr, name: &str, total: usize, sent: usize) -> FileClient {
-    let data = Rng::new(9).bytes(total);
-    let mut raw = FileClient::login(addr, "learner", SECRET);
-    assert_eq!(
-        raw.ask(format!("PUT {name} {total} {}", hex_digest(&data))),
-        "READY"
-    );
-    raw.writer.write_all(&data[..sent]).unwrap();
-    raw
-}
-
 /// A client that disappears halfway through an upload leaves nothing: no
 /// file under the name, no temporary, the older version intact.
 #[test]
@@ -686,38 +586,6 @@ fn concurrent_uploads_of_one_name_leave_one_whole_file() {
         "the stored file is not one of the uploads"
     );
     assert_eq!(setup.root_entries(), ["same.bin"]);
-}
-
-/// A fake server that does the handshake with `secret` (so a client with
-/// the same secret accepts it), then answers one GET with `header` and `body`.
-fn fake_server(secret: &'static str, header: String, body: Vec<u8>) -> FakeServer<()> {
-    FakeServer::start("a fake file server sending a damaged body", move |stream| {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut writer = stream;
-        let sn = auth::new_nonce().unwrap();
-        writeln!(writer, "AUTH HMAC-SHA256 {sn}").unwrap();
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert!(
-            words.len() == 4 && words[0] == "AUTH",
-            "expected 'AUTH <user> <nonce> <proof>', got {}",
-            common::report::show(line.as_bytes())
-        );
-        writeln!(
-            writer,
-            "OK {}",
-            auth::server_proof(secret, &sn, words[2], words[1])
-        )
-        .unwrap();
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        writeln!(writer, "{header}").unwrap();
-        writer.write_all(&body).unwrap();
-        // Then end our side: a short body is all the client will ever get.
-        writer.shutdown(std::net::Shutdown::Write).unwrap();
-        let _ = reader.read_to_end(&mut Vec::new());
-    })
 }
 
 /// A download whose bytes do not match the digest, or that is cut short, is
@@ -1134,4 +1002,136 @@ fn exercise_4_client_refuses_an_impostor() {
         "the client went on talking to an impostor: sent {}",
         common::report::show(&after)
     );
+}
+
+/// One test's folders: `dir/root` is served, `dir/users.txt` lists the users,
+/// and `dir` itself is "outside the root", where nothing may ever change.
+struct Setup {
+    dir: PathBuf,
+    root: PathBuf,
+    users: PathBuf,
+}
+
+impl Setup {
+    fn new(test: &str) -> Setup {
+        let dir = temp_dir(&format!("ex03-{test}"));
+        let root = dir.join("root");
+        fs::create_dir(&root).unwrap();
+        let users = dir.join("users.txt");
+        fs::write(&users, USERS).unwrap();
+        Setup { dir, root, users }
+    }
+
+    /// Starts the server on this root with these users, plus `extra` flags.
+    /// The reference also gets a short pause before DENIED, so that tests of
+    /// wrong logins stay fast; a learner's program is not given that flag.
+    fn start(&self, extra: &[&str]) -> Server {
+        let mut args = vec![
+            "--root",
+            self.root.to_str().unwrap(),
+            "--users",
+            self.users.to_str().unwrap(),
+        ];
+        if override_command(SERVER).is_none() {
+            args.extend(["--deny-delay-ms", "20"]);
+        }
+        args.extend(extra);
+        Server::start(SERVER, &args)
+    }
+
+    /// The names in the root, sorted (temporaries included).
+    fn root_entries(&self) -> Vec<String> {
+        dir_entries(&self.root)
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The client example (or a learner's client) working in `cwd` against
+/// `addr`, with the test secret in `NETLESSONS_SECRET`.
+///
+/// A learner's client runs from the crate's folder (so a relative path to
+/// it works), so file arguments are given in full: `put PATH` and `-o PATH`
+/// are made absolute, and under an override a `get NAME` without `-o`
+/// gets `-o cwd/NAME`, where the reference would save it.
+fn client(addr: SocketAddr, cwd: &Path, args: &[&str]) -> AssertCommand {
+    let mut full: Vec<String> = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        let is_path = i > 0 && matches!(args[i - 1], "put" | "-o" | "--output");
+        full.push(if is_path {
+            cwd.join(arg).display().to_string()
+        } else {
+            arg.to_string()
+        });
+    }
+    if override_command(CLIENT).is_some()
+        && args.first() == Some(&"get")
+        && !args.contains(&"-o")
+        && args.len() == 2
+    {
+        full.push("-o".to_string());
+        full.push(cwd.join(args[1]).display().to_string());
+    }
+    let mut cmd = AssertCommand::from_std(common::command_in(CLIENT, cwd));
+    cmd.env("NETLESSONS_SECRET", SECRET)
+        .args(["--addr", &addr.to_string(), "--user", "learner"])
+        .args(full)
+        .timeout(CLIENT_TIMEOUT);
+    cmd
+}
+
+/// Starts an upload of `total` bytes and sends only `sent` of them.
+fn start_partial_upload(addr: SocketAddr, name: &str, total: usize, sent: usize) -> FileClient {
+    let data = Rng::new(9).bytes(total);
+    let mut raw = FileClient::login(addr, "learner", SECRET);
+    assert_eq!(
+        raw.ask(format!("PUT {name} {total} {}", hex_digest(&data))),
+        "READY"
+    );
+    raw.writer.write_all(&data[..sent]).unwrap();
+    raw
+}
+
+/// A fake server that does the handshake with `secret` (so a client with
+/// the same secret accepts it), then answers one GET with `header` and `body`.
+fn fake_server(secret: &'static str, header: String, body: Vec<u8>) -> FakeServer<()> {
+    FakeServer::start("a fake file server sending a damaged body", move |stream| {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let sn = auth::new_nonce().unwrap();
+        writeln!(writer, "AUTH HMAC-SHA256 {sn}").unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            words.len() == 4 && words[0] == "AUTH",
+            "expected 'AUTH <user> <nonce> <proof>', got {}",
+            common::report::show(line.as_bytes())
+        );
+        writeln!(
+            writer,
+            "OK {}",
+            auth::server_proof(secret, &sn, words[2], words[1])
+        )
+        .unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        writeln!(writer, "{header}").unwrap();
+        writer.write_all(&body).unwrap();
+        // Then end our side: a short body is all the client will ever get.
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = reader.read_to_end(&mut Vec::new());
+    })
 }

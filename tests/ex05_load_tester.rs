@@ -19,61 +19,6 @@ use std::time::Duration;
 
 const TESTER: &str = "05_load_tester";
 
-/// Runs the load tester (or the learner's, under the override) with `args`
-/// (and extra environment) and returns its output.
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    command(TESTER)
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("could not run the load tester")
-}
-
-/// Parses the one report line: `MODE key=value key=value …`.
-fn report(output: &Output, mode: &str) -> HashMap<String, String> {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected one report line, got {stdout:?} (stderr: {stderr})"
-    );
-    let mut words = lines[0].split(' ');
-    assert_eq!(
-        words.next(),
-        Some(mode),
-        "the line should start with the mode: {stdout:?}"
-    );
-    words
-        .map(|w| {
-            let (k, v) = w
-                .split_once('=')
-                .unwrap_or_else(|| panic!("not key=value: {w:?} in {stdout:?}"));
-            (k.to_string(), v.to_string())
-        })
-        .collect()
-}
-
-/// Asserts that `fields[key]` is a number and returns it.
-fn number(fields: &HashMap<String, String>, key: &str) -> f64 {
-    let text = fields
-        .get(key)
-        .unwrap_or_else(|| panic!("no {key}= in the report: {fields:?}"));
-    text.parse()
-        .unwrap_or_else(|_| panic!("{key}={text} is not a number"))
-}
-
-/// A clean run succeeds (exit 0) and reports zero errors.
-fn assert_clean(output: &Output) {
-    assert!(
-        output.status.success(),
-        "the load tester failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Echo mode: every round trip is counted, and rates and percentiles are reported as numbers.
 #[test]
 fn echo_mode_reports_requests_rates_and_percentiles() {
@@ -219,19 +164,6 @@ fn echo_per_thread_drives_several_connections_from_one_thread() {
     // Every reply was read before the tester exited, so the server had
     // echoed every byte by then: (3 warm-up + 20) round trips of 16 bytes.
     assert_eq!(echoed.load(Ordering::SeqCst), 10 * 23 * 16);
-}
-
-/// The CPU time this thread has used: the first field of
-/// `/proc/thread-self/schedstat`, in nanoseconds.
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
-        .expect("this test reads /proc/thread-self/schedstat (Linux)");
-    let ns = stat
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("schedstat starts with the time on the CPU, in ns");
-    Duration::from_nanos(ns)
 }
 
 /// `--per-thread K` really is lock-step: while one connection's reply is
@@ -440,23 +372,6 @@ fn chat_mode_measures_a_join_storm() {
     assert!(number(&fields, "storm_secs") <= number(&fields, "announced_secs"));
 }
 
-/// Starts the file server on a fresh folder of its own (under the temp dir
-/// `name`), with one user `bench` whose secret is `secret`, plus `extra`.
-fn start_file_server(name: &str, secret: &str, extra: &[&str]) -> Server {
-    let dir = temp_dir(name);
-    let users = dir.join("users");
-    std::fs::write(&users, format!("bench:{secret}\n")).unwrap();
-    let root = dir.join("root");
-    let mut args = vec![
-        "--root",
-        root.to_str().unwrap(),
-        "--users",
-        users.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Server::start("03_file_server", &args)
-}
-
 /// File mode: a PUT then a verified GET of the same bytes through the handshake, zero errors.
 #[test]
 fn file_mode_puts_and_gets_through_the_handshake() {
@@ -640,41 +555,6 @@ fn exercise_1_reports_p90() {
     let p90 = number(&fields, "p90_ms");
     assert!(number(&fields, "p50_ms") <= p90, "p50 <= p90");
     assert!(p90 <= number(&fields, "p99_ms"), "p90 <= p99");
-}
-
-/// A stand-in echo server on a free loopback port, a thread per connection,
-/// that answers each read with `reply(connection, bytes)`, where
-/// `connection` counts from 0 in the order they were accepted. Returns its
-/// address and a count of the connections it has accepted.
-fn start_echo_with<F>(reply: F) -> (String, Arc<AtomicUsize>)
-where
-    F: Fn(usize, &[u8]) -> Vec<u8> + Clone + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&accepted);
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let connection = count.fetch_add(1, Ordering::SeqCst);
-            let reply = reply.clone();
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 || stream.write_all(&reply(connection, &buf[..n])).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, accepted)
-}
-
-/// A server that echoes the right number of bytes, but in upper case.
-fn start_shouting_echo() -> String {
-    start_echo_with(|_, bytes: &[u8]| bytes.to_ascii_uppercase()).0
 }
 
 /// Exercise 2: a reply that differs from what was sent is an error, counted and reported, not a crash.
@@ -1025,6 +905,126 @@ while True:
         "the child burned 2,000 us per request, the report says {cpu}"
     );
     assert!(number(&fields, "server_hwm_mib") > 0.0);
+}
+
+/// Runs the load tester (or the learner's, under the override) with `args`
+/// (and extra environment) and returns its output.
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(TESTER)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("could not run the load tester")
+}
+
+/// Parses the one report line: `MODE key=value key=value …`.
+fn report(output: &Output, mode: &str) -> HashMap<String, String> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one report line, got {stdout:?} (stderr: {stderr})"
+    );
+    let mut words = lines[0].split(' ');
+    assert_eq!(
+        words.next(),
+        Some(mode),
+        "the line should start with the mode: {stdout:?}"
+    );
+    words
+        .map(|w| {
+            let (k, v) = w
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not key=value: {w:?} in {stdout:?}"));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// Asserts that `fields[key]` is a number and returns it.
+fn number(fields: &HashMap<String, String>, key: &str) -> f64 {
+    let text = fields
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key}= in the report: {fields:?}"));
+    text.parse()
+        .unwrap_or_else(|_| panic!("{key}={text} is not a number"))
+}
+
+/// A clean run succeeds (exit 0) and reports zero errors.
+fn assert_clean(output: &Output) {
+    assert!(
+        output.status.success(),
+        "the load tester failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The CPU time this thread has used: the first field of
+/// `/proc/thread-self/schedstat`, in nanoseconds.
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .expect("this test reads /proc/thread-self/schedstat (Linux)");
+    let ns = stat
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("schedstat starts with the time on the CPU, in ns");
+    Duration::from_nanos(ns)
+}
+
+/// Starts the file server on a fresh folder of its own (under the temp dir
+/// `name`), with one user `bench` whose secret is `secret`, plus `extra`.
+fn start_file_server(name: &str, secret: &str, extra: &[&str]) -> Server {
+    let dir = temp_dir(name);
+    let users = dir.join("users");
+    std::fs::write(&users, format!("bench:{secret}\n")).unwrap();
+    let root = dir.join("root");
+    let mut args = vec![
+        "--root",
+        root.to_str().unwrap(),
+        "--users",
+        users.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Server::start("03_file_server", &args)
+}
+
+/// A stand-in echo server on a free loopback port, a thread per connection,
+/// that answers each read with `reply(connection, bytes)`, where
+/// `connection` counts from 0 in the order they were accepted. Returns its
+/// address and a count of the connections it has accepted.
+fn start_echo_with<F>(reply: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(usize, &[u8]) -> Vec<u8> + Clone + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let connection = count.fetch_add(1, Ordering::SeqCst);
+            let reply = reply.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&reply(connection, &buf[..n])).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// A server that echoes the right number of bytes, but in upper case.
+fn start_shouting_echo() -> String {
+    start_echo_with(|_, bytes: &[u8]| bytes.to_ascii_uppercase()).0
 }
 
 /// `HTTP/1.1 200 OK`, `extra` header lines, and a body of `len` bytes.

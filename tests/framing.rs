@@ -18,68 +18,6 @@ use std::time::{Duration, Instant};
 /// bug makes a test fail instead of hang.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Two connected ends of one TCP connection on loopback: (ours, the peer's).
-///
-/// No thread is needed: `connect` completes as soon as the kernel has queued
-/// the connection on the listener, and `accept` then takes it off the queue.
-fn socket_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (ours, _) = listener.accept().unwrap();
-    for s in [&ours, &peer] {
-        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        // Send each write at once, as its own segment, instead of letting
-        // Nagle's algorithm merge small writes.
-        s.set_nodelay(true).unwrap();
-    }
-    (ours, peer)
-}
-
-/// A reader that asks the peer for the next piece each time it is about to
-/// read, so every piece arrives on its own: the reader really does see the
-/// message in parts, whatever the timing on a busy machine.
-struct Paced {
-    stream: TcpStream,
-    go: Sender<()>,
-    reads: usize,
-}
-
-impl Read for Paced {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reads += 1;
-        let _ = self.go.send(()); // the peer may have finished already
-        self.stream.read(buf)
-    }
-}
-
-/// The peer's side of [`Paced`]: sends one piece per request, then
-/// half-closes (end of stream after the last piece).
-fn send_pieces(mut peer: TcpStream, pieces: Vec<Vec<u8>>, go: Receiver<()>) -> JoinHandle<()> {
-    thread::spawn(move || {
-        for piece in pieces {
-            if go.recv().is_err() {
-                return;
-            }
-            peer.write_all(&piece).unwrap();
-        }
-        peer.shutdown(Shutdown::Write).unwrap();
-    })
-}
-
-/// A connection whose reads are paced piece by piece (see [`Paced`]).
-fn paced(pieces: &[&[u8]]) -> (BufReader<Paced>, JoinHandle<()>) {
-    let (ours, peer) = socket_pair();
-    let (tx, rx) = mpsc::channel();
-    let sender = send_pieces(peer, pieces.iter().map(|p| p.to_vec()).collect(), rx);
-    let reader = BufReader::new(Paced {
-        stream: ours,
-        go: tx,
-        reads: 0,
-    });
-    (reader, sender)
-}
-
 /// A line that arrives in three TCP segments is returned whole, once.
 #[test]
 fn a_line_split_across_segments_is_reassembled() {
@@ -336,4 +274,66 @@ fn connection_reads_lines_sent_one_byte_at_a_time() {
     assert_eq!(conn.read_text_line(64).unwrap().as_deref(), Some("second"));
     assert_eq!(conn.read_line(64).unwrap(), None);
     sender.join().unwrap();
+}
+
+/// Two connected ends of one TCP connection on loopback: (ours, the peer's).
+///
+/// No thread is needed: `connect` completes as soon as the kernel has queued
+/// the connection on the listener, and `accept` then takes it off the queue.
+fn socket_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (ours, _) = listener.accept().unwrap();
+    for s in [&ours, &peer] {
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        // Send each write at once, as its own segment, instead of letting
+        // Nagle's algorithm merge small writes.
+        s.set_nodelay(true).unwrap();
+    }
+    (ours, peer)
+}
+
+/// A reader that asks the peer for the next piece each time it is about to
+/// read, so every piece arrives on its own: the reader really does see the
+/// message in parts, whatever the timing on a busy machine.
+struct Paced {
+    stream: TcpStream,
+    go: Sender<()>,
+    reads: usize,
+}
+
+impl Read for Paced {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
+        let _ = self.go.send(()); // the peer may have finished already
+        self.stream.read(buf)
+    }
+}
+
+/// The peer's side of [`Paced`]: sends one piece per request, then
+/// half-closes (end of stream after the last piece).
+fn send_pieces(mut peer: TcpStream, pieces: Vec<Vec<u8>>, go: Receiver<()>) -> JoinHandle<()> {
+    thread::spawn(move || {
+        for piece in pieces {
+            if go.recv().is_err() {
+                return;
+            }
+            peer.write_all(&piece).unwrap();
+        }
+        peer.shutdown(Shutdown::Write).unwrap();
+    })
+}
+
+/// A connection whose reads are paced piece by piece (see [`Paced`]).
+fn paced(pieces: &[&[u8]]) -> (BufReader<Paced>, JoinHandle<()>) {
+    let (ours, peer) = socket_pair();
+    let (tx, rx) = mpsc::channel();
+    let sender = send_pieces(peer, pieces.iter().map(|p| p.to_vec()).collect(), rx);
+    let reader = BufReader::new(Paced {
+        stream: ours,
+        go: tx,
+        reads: 0,
+    });
+    (reader, sender)
 }

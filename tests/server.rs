@@ -12,50 +12,6 @@ use std::time::{Duration, Instant};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running in-process server: its address, its shutdown handle, and the
-/// thread running `serve`.
-struct Running {
-    addr: SocketAddr,
-    shutdown: ShutdownHandle,
-    thread: JoinHandle<io::Result<()>>,
-}
-
-fn run<H>(config: ServerConfig, handler: H) -> Running
-where
-    H: Fn(Connection) -> io::Result<()> + Send + Sync + 'static,
-{
-    let server = Server::bind(config).unwrap();
-    let addr = server.local_addr();
-    let shutdown = server.shutdown_handle();
-    let thread = thread::spawn(move || server.serve(handler));
-    Running {
-        addr,
-        shutdown,
-        thread,
-    }
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    s
-}
-
-/// A line-echo handler, the smallest protocol to test the runner with.
-fn line_echo(mut conn: Connection) -> io::Result<()> {
-    while let Some(line) = conn.read_line(1024)? {
-        conn.send_line(line)?;
-    }
-    Ok(())
-}
-
-fn read_all(s: &mut TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    out
-}
-
 /// shutdown() wakes the blocked accept, wakes connections blocked in a read,
 /// and serve() returns only after their threads finished.
 #[test]
@@ -121,34 +77,6 @@ fn max_conns_sends_the_busy_reply() {
     assert_eq!(&buf, b"two\n");
     running.shutdown.shutdown();
     running.thread.join().unwrap().unwrap();
-}
-
-/// Runs a trickling client (one byte every 100 ms, never a newline) against
-/// `config` and returns how long until the server dropped it, and the
-/// handler's error text.
-fn trickle_until_dropped(config: ServerConfig) -> (Duration, String) {
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let running = run(config, move |conn| {
-        let result = line_echo(conn);
-        let _ = tx.lock().unwrap().send(result);
-        Ok(())
-    });
-    let mut client = connect(running.addr);
-    let start = Instant::now();
-    // Bounded: at most 100 bytes (10 s); the server should drop us long before.
-    for _ in 0..100 {
-        if client.write_all(b"x").is_err() {
-            break;
-        }
-        if let Ok(result) = rx.recv_timeout(Duration::from_millis(100)) {
-            let err = result.expect_err("a trickling client should end in an error");
-            running.shutdown.shutdown();
-            running.thread.join().unwrap().unwrap();
-            return (start.elapsed(), err.to_string());
-        }
-    }
-    panic!("the server never dropped a client trickling one byte at a time");
 }
 
 /// A slow-loris client (a line started, never finished) is dropped when the
@@ -310,4 +238,76 @@ fn a_reply_must_be_taken_within_the_idle_timeout() {
     drop((small, big));
     server.shutdown.shutdown();
     server.thread.join().unwrap().unwrap();
+}
+
+/// A running in-process server: its address, its shutdown handle, and the
+/// thread running `serve`.
+struct Running {
+    addr: SocketAddr,
+    shutdown: ShutdownHandle,
+    thread: JoinHandle<io::Result<()>>,
+}
+
+fn run<H>(config: ServerConfig, handler: H) -> Running
+where
+    H: Fn(Connection) -> io::Result<()> + Send + Sync + 'static,
+{
+    let server = Server::bind(config).unwrap();
+    let addr = server.local_addr();
+    let shutdown = server.shutdown_handle();
+    let thread = thread::spawn(move || server.serve(handler));
+    Running {
+        addr,
+        shutdown,
+        thread,
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+/// A line-echo handler, the smallest protocol to test the runner with.
+fn line_echo(mut conn: Connection) -> io::Result<()> {
+    while let Some(line) = conn.read_line(1024)? {
+        conn.send_line(line)?;
+    }
+    Ok(())
+}
+
+fn read_all(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// Runs a trickling client (one byte every 100 ms, never a newline) against
+/// `config` and returns how long until the server dropped it, and the
+/// handler's error text.
+fn trickle_until_dropped(config: ServerConfig) -> (Duration, String) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let running = run(config, move |conn| {
+        let result = line_echo(conn);
+        let _ = tx.lock().unwrap().send(result);
+        Ok(())
+    });
+    let mut client = connect(running.addr);
+    let start = Instant::now();
+    // Bounded: at most 100 bytes (10 s); the server should drop us long before.
+    for _ in 0..100 {
+        if client.write_all(b"x").is_err() {
+            break;
+        }
+        if let Ok(result) = rx.recv_timeout(Duration::from_millis(100)) {
+            let err = result.expect_err("a trickling client should end in an error");
+            running.shutdown.shutdown();
+            running.thread.join().unwrap().unwrap();
+            return (start.elapsed(), err.to_string());
+        }
+    }
+    panic!("the server never dropped a client trickling one byte at a time");
 }

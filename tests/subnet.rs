@@ -5,34 +5,6 @@ use std::net::IpAddr;
 
 use netlessons::subnet::*;
 
-/// Parses an address written in a test.
-fn ip(text: &str) -> IpAddr {
-    text.parse()
-        .unwrap_or_else(|err| panic!("bad test address {text:?}: {err}"))
-}
-
-/// Parses a CIDR written in a test, panicking with the parse error if it is rejected.
-fn cidr(text: &str) -> Cidr {
-    text.parse()
-        .unwrap_or_else(|err| panic!("{text:?} should parse: {err}"))
-}
-
-/// Parses `text` expecting an error, and returns the error message.
-fn cidr_error(text: &str) -> String {
-    match text.parse::<Cidr>() {
-        Ok(parsed) => panic!("{text:?} should be rejected, got {parsed}"),
-        Err(err) => err.to_string(),
-    }
-}
-
-/// Parses an address list expecting an error, and returns the error message.
-fn list_error(text: &str) -> String {
-    match text.parse::<Allowlist>() {
-        Ok(parsed) => panic!("{text:?} should be rejected, got {parsed}"),
-        Err(err) => err.to_string(),
-    }
-}
-
 /// Well-formed blocks survive a parse → display → parse round trip unchanged.
 #[test]
 fn parse_display_round_trip() {
@@ -540,4 +512,32 @@ fn trait_implementations() {
     assert_eq!(list, cloned);
     assert!(format!("{list:?}").contains("Allowlist"));
     assert!(format!("{net:?}").contains("Cidr"));
+}
+
+/// Parses an address written in a test.
+fn ip(text: &str) -> IpAddr {
+    text.parse()
+        .unwrap_or_else(|err| panic!("bad test address {text:?}: {err}"))
+}
+
+/// Parses a CIDR written in a test, panicking with the parse error if it is rejected.
+fn cidr(text: &str) -> Cidr {
+    text.parse()
+        .unwrap_or_else(|err| panic!("{text:?} should parse: {err}"))
+}
+
+/// Parses `text` expecting an error, and returns the error message.
+fn cidr_error(text: &str) -> String {
+    match text.parse::<Cidr>() {
+        Ok(parsed) => panic!("{text:?} should be rejected, got {parsed}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+/// Parses an address list expecting an error, and returns the error message.
+fn list_error(text: &str) -> String {
+    match text.parse::<Allowlist>() {
+        Ok(parsed) => panic!("{text:?} should be rejected, got {parsed}"),
+        Err(err) => err.to_string(),
+    }
 }
