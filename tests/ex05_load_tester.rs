@@ -10,7 +10,7 @@ mod common;
 use common::{Server, command, temp_dir};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,17 +22,12 @@ const TESTER: &str = "05_load_tester";
 /// Echo mode: every round trip is counted, and rates and percentiles are reported as numbers.
 #[test]
 fn echo_mode_reports_requests_rates_and_percentiles() {
-    let server = Server::start("01_echo_server", &[]);
-    let addr = server.addr().to_string();
-    let output = run(
-        &[
-            "echo", "--addr", &addr, "--conns", "4", "--rounds", "25", "--warmup", "2",
-        ],
-        &[],
+    let fields = clean_run_against(
+        "01_echo_server",
+        "echo",
+        &["--conns", "4", "--rounds", "25", "--warmup", "2"],
+        "echo",
     );
-    assert_clean(&output);
-    let fields = report(&output, "echo");
-    assert_eq!(number(&fields, "errors"), 0.0);
     assert_eq!(
         number(&fields, "requests"),
         100.0,
@@ -133,7 +128,7 @@ fn echo_per_thread_drives_several_connections_from_one_thread() {
         bytes.to_vec()
     });
     // 10 connections, 4 per thread: threads of 4, 4 and 2.
-    let output = run(
+    let fields = clean_report(
         &[
             "echo",
             "--addr",
@@ -149,11 +144,8 @@ fn echo_per_thread_drives_several_connections_from_one_thread() {
             "--size",
             "16",
         ],
-        &[],
+        "echo",
     );
-    assert_clean(&output);
-    let fields = report(&output, "echo");
-    assert_eq!(number(&fields, "errors"), 0.0);
     assert_eq!(number(&fields, "per_thread"), 4.0);
     assert_eq!(
         number(&fields, "requests"),
@@ -275,12 +267,7 @@ fn echo_reports_the_servers_cpu_time_per_request() {
 /// Stream mode pushes a megabyte through one connection and gets every byte back.
 #[test]
 fn stream_mode_moves_every_byte() {
-    let server = Server::start("01_echo_server", &[]);
-    let addr = server.addr().to_string();
-    let output = run(&["stream", "--addr", &addr, "--size", "1M"], &[]);
-    assert_clean(&output);
-    let fields = report(&output, "stream");
-    assert_eq!(number(&fields, "errors"), 0.0);
+    let fields = clean_run_against("01_echo_server", "stream", &["--size", "1M"], "stream");
     assert_eq!(number(&fields, "bytes"), 1_048_576.0);
     assert!(number(&fields, "mb_per_s") > 0.0);
 }
@@ -291,7 +278,7 @@ fn c10k_mode_holds_every_connection_and_reads_server_memory() {
     let server = Server::start("01_echo_server", &[]);
     let addr = server.addr().to_string();
     let pid = server.pid().to_string();
-    let output = run(
+    let fields = clean_report(
         &[
             "c10k",
             "--addr",
@@ -305,11 +292,8 @@ fn c10k_mode_holds_every_connection_and_reads_server_memory() {
             "--server-pid",
             &pid,
         ],
-        &[],
+        "c10k",
     );
-    assert_clean(&output);
-    let fields = report(&output, "c10k");
-    assert_eq!(number(&fields, "errors"), 0.0);
     assert_eq!(number(&fields, "held"), 40.0);
     assert_eq!(
         number(&fields, "requests"),
@@ -331,15 +315,12 @@ fn c10k_mode_holds_every_connection_and_reads_server_memory() {
 /// Chat mode: every message reaches every receiver, and fan-out latencies are reported.
 #[test]
 fn chat_mode_delivers_every_message_to_every_receiver() {
-    let server = Server::start("02_chat_server", &[]);
-    let addr = server.addr().to_string();
-    let output = run(
-        &["chat", "--addr", &addr, "--conns", "3", "--rounds", "10"],
-        &[],
+    let fields = clean_run_against(
+        "02_chat_server",
+        "chat",
+        &["--conns", "3", "--rounds", "10"],
+        "chat",
     );
-    assert_clean(&output);
-    let fields = report(&output, "chat");
-    assert_eq!(number(&fields, "errors"), 0.0);
     assert_eq!(
         number(&fields, "deliveries"),
         30.0,
@@ -354,12 +335,7 @@ fn chat_mode_delivers_every_message_to_every_receiver() {
 /// through, and the storm's figures are reported.
 #[test]
 fn chat_mode_measures_a_join_storm() {
-    let server = Server::start("02_chat_server", &[]);
-    let addr = server.addr().to_string();
-    let output = run(&["chat", "--addr", &addr, "--joins", "200"], &[]);
-    assert_clean(&output);
-    let fields = report(&output, "chat-joins");
-    assert_eq!(number(&fields, "errors"), 0.0);
+    let fields = clean_run_against("02_chat_server", "chat", &["--joins", "200"], "chat-joins");
     assert_eq!(number(&fields, "joined"), 200.0);
     for key in [
         "storm_secs",
@@ -430,19 +406,12 @@ fn counts_refused_connections_as_errors() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().to_string()
     };
-    let output = run(
+    let (fields, stderr) = failed_report(
         &["echo", "--addr", &addr, "--conns", "3", "--rounds", "5"],
-        &[],
+        "echo",
     );
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "errors must make the exit status 1"
-    );
-    let fields = report(&output, "echo");
     assert_eq!(number(&fields, "errors"), 3.0);
     assert_eq!(number(&fields, "requests"), 0.0);
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("first error: could not connect"),
         "stderr: {stderr}"
@@ -561,18 +530,12 @@ fn exercise_1_reports_p90() {
 #[test]
 fn exercise_2_wrong_replies_are_errors() {
     let addr = start_shouting_echo();
-    let output = run(
+    let (fields, stderr) = failed_report(
         &[
             "echo", "--addr", &addr, "--conns", "3", "--rounds", "5", "--warmup", "0",
         ],
-        &[],
+        "echo",
     );
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "errors must make the exit status 1"
-    );
-    let fields = report(&output, "echo");
     assert_eq!(
         number(&fields, "errors"),
         3.0,
@@ -583,7 +546,6 @@ fn exercise_2_wrong_replies_are_errors() {
         0.0,
         "no wrong reply counts as a request"
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("first error: ") && stderr.contains("differs"),
         "stderr: {stderr}"
@@ -593,15 +555,12 @@ fn exercise_2_wrong_replies_are_errors() {
 /// Exercise 3: `--duration SECS` runs each connection for that long instead of a number of rounds.
 #[test]
 fn exercise_3_duration_instead_of_rounds() {
-    let server = Server::start("01_echo_server", &[]);
-    let addr = server.addr().to_string();
-    let output = run(
-        &["echo", "--addr", &addr, "--conns", "2", "--duration", "1"],
-        &[],
+    let fields = clean_run_against(
+        "01_echo_server",
+        "echo",
+        &["--conns", "2", "--duration", "1"],
+        "echo",
     );
-    assert_clean(&output);
-    let fields = report(&output, "echo");
-    assert_eq!(number(&fields, "errors"), 0.0);
     assert!(
         number(&fields, "requests") > 0.0,
         "some round trips happened"
@@ -624,16 +583,13 @@ fn http_mode_checks_every_response_over_kept_alive_connections() {
         count.fetch_add(1, Ordering::SeqCst);
         (ok_response(1000, ""), false)
     });
-    let output = run(
+    let fields = clean_report(
         &[
             "http", "--addr", &addr, "--path", "/f.bin", "--conns", "3", "--rounds", "20",
             "--warmup", "2",
         ],
-        &[],
+        "http",
     );
-    assert_clean(&output);
-    let fields = report(&output, "http");
-    assert_eq!(number(&fields, "errors"), 0.0);
     assert_eq!(number(&fields, "requests"), 60.0, "3 connections x 20 GETs");
     assert_eq!(
         number(&fields, "size"),
@@ -676,16 +632,9 @@ fn http_mode_counts_a_wrong_status_or_length_as_an_error() {
     let args = [
         "http", "--addr", &addr, "--conns", "2", "--rounds", "10", "--warmup", "0",
     ];
-    let output = run(&args, &[]);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "errors make the exit status 1"
-    );
-    let fields = report(&output, "http");
+    let (fields, stderr) = failed_report(&args, "http");
     assert_eq!(number(&fields, "errors"), 4.0, "two wrong answers on each");
     assert_eq!(number(&fields, "requests"), 16.0, "the other eight on each");
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("first error: a response had status 404, not 200")
             || stderr.contains("first error: a response had a body of 999 bytes, not 1000"),
@@ -695,12 +644,9 @@ fn http_mode_counts_a_wrong_status_or_length_as_an_error() {
     // A length given with --size is checked by the probe, which stops the run.
     let mut sized = args.to_vec();
     sized.extend(["--size", "999"]);
-    let output = run(&sized, &[]);
-    assert_eq!(output.status.code(), Some(1));
-    let fields = report(&output, "http");
+    let (fields, stderr) = failed_report(&sized, "http");
     assert_eq!(number(&fields, "errors"), 1.0);
     assert_eq!(number(&fields, "requests"), 0.0);
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("a body of 1000 bytes, but --size says 999"),
         "stderr: {stderr}"
@@ -722,21 +668,18 @@ fn http_mode_counts_a_response_cut_short() {
             (ok_response(1000, ""), false)
         }
     });
-    let output = run(
+    let (fields, stderr) = failed_report(
         &[
             "http", "--addr", &addr, "--conns", "2", "--rounds", "10", "--warmup", "0",
         ],
-        &[],
+        "http",
     );
-    assert_eq!(output.status.code(), Some(1));
-    let fields = report(&output, "http");
     assert_eq!(number(&fields, "errors"), 2.0, "one per connection");
     assert_eq!(
         number(&fields, "requests"),
         6.0,
         "three good GETs on each first"
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("closed the connection after 10 of 1000 body bytes"),
         "stderr: {stderr}"
@@ -769,15 +712,12 @@ fn http_mode_reconnects_when_the_server_closes() {
         ),
         _ => (ok_response(100, ""), false),
     });
-    let output = run(
+    let fields = clean_report(
         &[
             "http", "--addr", &addr, "--conns", "1", "--rounds", "9", "--warmup", "0",
         ],
-        &[],
+        "http",
     );
-    assert_clean(&output);
-    let fields = report(&output, "http");
-    assert_eq!(number(&fields, "errors"), 0.0);
     assert_eq!(number(&fields, "requests"), 9.0);
     // Closed after the 3rd and the 6th (the 9th was the last request).
     assert_eq!(number(&fields, "reconnects"), 2.0);
@@ -804,7 +744,7 @@ fn http_mode_against_python_http_server() {
     cmd.args(["-c", script, dir.to_str().unwrap()]);
     let server = Server::start_command("python3 http.server", cmd, 1);
     let addr = server.addr().to_string();
-    let output = run(
+    let fields = clean_report(
         &[
             "http",
             "--addr",
@@ -818,11 +758,8 @@ fn http_mode_against_python_http_server() {
             "--warmup",
             "1",
         ],
-        &[],
+        "http",
     );
-    assert_clean(&output);
-    let fields = report(&output, "http");
-    assert_eq!(number(&fields, "errors"), 0.0);
     assert_eq!(number(&fields, "requests"), 10.0);
     assert_eq!(number(&fields, "size"), 2345.0);
     // Every GET after each connection's first needed a new connection.
@@ -952,6 +889,45 @@ fn number(fields: &HashMap<String, String>, key: &str) -> f64 {
         .unwrap_or_else(|_| panic!("{key}={text} is not a number"))
 }
 
+/// Starts `example` and runs the load tester against it: `mode`, `--addr`
+/// with the server's address, then `args`. Asserts a clean run, as
+/// [`clean_report`] does, and returns the fields of its `report` line.
+fn clean_run_against(
+    example: &str,
+    mode: &str,
+    args: &[&str],
+    report: &str,
+) -> HashMap<String, String> {
+    let server = Server::start(example, &[]);
+    let addr = server.addr().to_string();
+    let mut all = vec![mode, "--addr", &addr];
+    all.extend_from_slice(args);
+    clean_report(&all, report)
+}
+
+/// Runs the load tester, asserts a clean run (exit 0) that counted zero
+/// errors, and returns the fields of its `mode` report.
+fn clean_report(args: &[&str], mode: &str) -> HashMap<String, String> {
+    let output = run(args, &[]);
+    assert_clean(&output);
+    let fields = report(&output, mode);
+    assert_eq!(number(&fields, "errors"), 0.0);
+    fields
+}
+
+/// Runs the load tester where it must find errors: asserts exit status 1,
+/// and returns the fields of its `mode` report and what it said on stderr.
+fn failed_report(args: &[&str], mode: &str) -> (HashMap<String, String>, String) {
+    let output = run(args, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "errors must make the exit status 1"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (report(&output, mode), stderr)
+}
+
 /// A clean run succeeds (exit 0) and reports zero errors.
 fn assert_clean(output: &Output) {
     assert!(
@@ -1000,23 +976,34 @@ fn start_echo_with<F>(reply: F) -> (String, Arc<AtomicUsize>)
 where
     F: Fn(usize, &[u8]) -> Vec<u8> + Clone + Send + 'static,
 {
+    serve_each(move |connection, mut stream| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 || stream.write_all(&reply(connection, &buf[..n])).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Accepts on a free loopback port and runs `handle(connection, stream)`
+/// on a thread per connection, `connection` counting from 0 in the order
+/// they were accepted. Returns the address and a count of the connections
+/// accepted so far.
+fn serve_each<F>(handle: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(usize, TcpStream) + Clone + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&accepted);
     thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
+            let Ok(stream) = stream else { return };
             let connection = count.fetch_add(1, Ordering::SeqCst);
-            let reply = reply.clone();
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 || stream.write_all(&reply(connection, &buf[..n])).is_err() {
-                        return;
-                    }
-                }
-            });
+            let handle = handle.clone();
+            thread::spawn(move || handle(connection, stream));
         }
     });
     (addr, accepted)
@@ -1045,35 +1032,23 @@ fn start_http_with<F>(answer: F) -> (String, Arc<AtomicUsize>)
 where
     F: Fn(usize, usize) -> (Vec<u8>, bool) + Clone + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&accepted);
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let connection = count.fetch_add(1, Ordering::SeqCst);
-            let answer = answer.clone();
-            thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                for request in 0.. {
-                    // The head: lines until an empty one (or the end).
-                    loop {
-                        line.clear();
-                        match reader.read_line(&mut line) {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) if line.trim_end().is_empty() => break,
-                            Ok(_) => {}
-                        }
-                    }
-                    let (response, close) = answer(connection, request);
-                    if stream.write_all(&response).is_err() || close {
-                        return;
-                    }
+    serve_each(move |connection, mut stream| {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        for request in 0.. {
+            // The head: lines until an empty one (or the end).
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if line.trim_end().is_empty() => break,
+                    Ok(_) => {}
                 }
-            });
+            }
+            let (response, close) = answer(connection, request);
+            if stream.write_all(&response).is_err() || close {
+                return;
+            }
         }
-    });
-    (addr, accepted)
+    })
 }
