@@ -11,9 +11,8 @@ use common::have;
 use netlessons::auth::{self, Users};
 use netlessons::connection::Connection;
 use netlessons::server::{Server, ServerConfig, ShutdownHandle};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::Command;
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -136,45 +135,35 @@ fn parallel_guesses_are_answered_one_after_another() {
     );
     let server = HandshakeServer::start_with(throttle);
     let cn = "33".repeat(32);
-    let mut clients: Vec<(FileClient, String)> = (0..GUESSES)
+    let clients: Vec<(FileClient, String)> = (0..GUESSES)
         .map(|_| {
             let mut raw = FileClient::connect(server.addr);
             let sn = challenge(&mut raw);
             (raw, sn)
         })
         .collect();
-    let start = Instant::now();
-    for (raw, sn) in &mut clients {
+    let send = |(raw, sn): &mut (FileClient, String)| {
         raw.send_bytes(answer("ada", "a-guess", sn, &cn).as_bytes());
-    }
-    let readers: Vec<_> = clients
-        .into_iter()
-        .map(|(mut raw, _)| {
-            thread::spawn(move || {
-                let left = WATCH
-                    .saturating_sub(start.elapsed())
-                    .max(Duration::from_millis(1));
-                raw.writer.set_read_timeout(Some(left)).unwrap();
-                let mut got = Vec::new();
-                match raw.reader.read_to_end(&mut got) {
-                    Ok(_) if got.is_empty() => "closed unanswered",
-                    Ok(_) if got == b"DENIED\n" => "denied",
-                    Ok(_) => panic!("a guess got {:?}", String::from_utf8_lossy(&got)),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        assert!(got.is_empty(), "a partial answer: {got:?}");
-                        "still waiting"
-                    }
-                    Err(e) => panic!("reading a guess's answer: {e}"),
-                }
-            })
-        })
-        .collect();
-    let outcomes: Vec<&str> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    };
+    let outcomes = common::answers_at_once(clients, send, WATCH, |(mut raw, _), left| {
+        raw.writer.set_read_timeout(Some(left)).unwrap();
+        let mut got = Vec::new();
+        match raw.reader.read_to_end(&mut got) {
+            Ok(_) if got.is_empty() => "closed unanswered",
+            Ok(_) if got == b"DENIED\n" => "denied",
+            Ok(_) => panic!("a guess got {:?}", String::from_utf8_lossy(&got)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                assert!(got.is_empty(), "a partial answer: {got:?}");
+                "still waiting"
+            }
+            Err(e) => panic!("reading a guess's answer: {e}"),
+        }
+    });
     let count = |what| outcomes.iter().filter(|&&o| o == what).count();
     let denied = count("denied");
     assert!(
@@ -402,16 +391,8 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20) as s:
     assert ok[0] == "OK" and hmac.compare_digest(ok[1], proof("server")), ok
     print(f.readline().decode().strip())
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &server.addr.port().to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello ada");
+    let out = common::python(script, &[&server.addr.port().to_string()]);
+    assert_eq!(out.trim(), "hello ada");
     assert_eq!(server.verdict().as_deref(), Some("ada"));
 }
 
@@ -577,12 +558,7 @@ fn impostor(
     let thread = thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
         stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut writer = stream;
-        let sn = auth::new_nonce().unwrap();
-        writeln!(writer, "AUTH HMAC-SHA256 {sn}").unwrap();
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
+        let (mut reader, mut writer, sn, line) = common::files::fake_challenge(stream);
         writeln!(writer, "OK {}", proof(&sn, line.trim_end())).unwrap();
         let mut after = Vec::new();
         let _ = reader.read_to_end(&mut after);

@@ -308,32 +308,12 @@ fn idle_timeout_drops_a_silent_client() {
     let start = Instant::now();
     assert!(read_to_end(&mut silent).is_empty());
     let waited = start.elapsed();
-    assert!(
-        waited >= Duration::from_millis(900),
-        "dropped too early: {waited:?}"
-    );
-    assert!(
-        waited < Duration::from_secs(15),
-        "dropped too late: {waited:?}"
-    );
+    common::assert_dropped_after_a_second(waited, Duration::from_secs(15));
     server.expect_stderr("idle", Duration::from_secs(10));
 }
 
-/// --help prints usage and exits 0; an unknown flag prints one error line
-/// plus usage and exits 2.
-#[test]
-fn help_and_bad_flags() {
-    for example in [SERVER, CLIENT] {
-        common::check_help_and_unknown_flag(example, "--addr", Duration::from_secs(30));
-    }
-}
-
-/// `01_echo_server 7005` (a port without `--addr`) is refused: exit 2 and
-/// "did you mean --addr 127.0.0.1:7005?", not a server listening elsewhere.
-#[test]
-fn stray_argument_is_refused() {
-    common::check_stray_argument(SERVER, "127.0.0.1", Duration::from_secs(30));
-}
+// The tests `help_and_bad_flags` and `stray_argument_is_refused`.
+common::cli::server_and_client_flag_tests!(SERVER, CLIENT, usage_shows = "--addr");
 
 /// The server reports a port in use in plain words.
 #[test]
@@ -375,12 +355,7 @@ fn client_trace_shows_both_directions() {
         return;
     }
     let server = Server::start(SERVER, &[]);
-    AssertCommand::from_std(common::command(CLIENT))
-        .args(["--addr", &server.addr().to_string(), "--trace"])
-        .write_stdin("ping\n")
-        .timeout(Duration::from_secs(30))
-        .assert()
-        .success()
+    common::cli::traced_client_run(CLIENT, server.addr(), "ping\n")
         .stdout("ping\n")
         .stderr(predicate::str::contains("-> ping").and(predicate::str::contains("<- ping")));
 }

@@ -675,16 +675,9 @@ fn client_trace_shows_both_directions() {
         return;
     }
     let server = Server::start(SERVER, &[]);
-    AssertCommand::from_std(common::command(CLIENT))
-        .args(["--addr", &server.addr().to_string(), "--trace"])
-        .write_stdin("/who\n")
-        .timeout(Duration::from_secs(30))
-        .assert()
-        .success()
-        .stderr(
-            predicate::str::contains("-> /who")
-                .and(predicate::str::contains("<- * online: guest1")),
-        );
+    common::cli::traced_client_run(CLIENT, server.addr(), "/who\n").stderr(
+        predicate::str::contains("-> /who").and(predicate::str::contains("<- * online: guest1")),
+    );
 }
 
 /// With --max-conns 2, a third client gets `! server full` and is closed;
@@ -761,14 +754,7 @@ fn idle_timeout_is_off_by_default_and_works_when_set() {
     assert!(notice.contains("idle"), "{notice}");
     silent.expect_closed();
     let waited = start.elapsed();
-    assert!(
-        waited >= Duration::from_millis(900),
-        "dropped too early: {waited:?}"
-    );
-    assert!(
-        waited < Duration::from_secs(15),
-        "dropped too late: {waited:?}"
-    );
+    common::assert_dropped_after_a_second(waited, Duration::from_secs(15));
 }
 
 /// --trace shows lines received (<-) and sent (->) on stderr only.
@@ -788,20 +774,8 @@ fn trace_shows_both_directions() {
     );
 }
 
-/// --help prints usage and exits 0; an unknown flag is a usage error (exit 2).
-#[test]
-fn help_and_bad_flags() {
-    for example in [SERVER, CLIENT] {
-        common::check_help_and_unknown_flag(example, "127.0.0.1:7002", Duration::from_secs(30));
-    }
-}
-
-/// `02_chat_server 7005` (a port without `--addr`) is refused: exit 2 and
-/// "did you mean --addr 127.0.0.1:7005?", not a server listening elsewhere.
-#[test]
-fn stray_argument_is_refused() {
-    common::check_stray_argument(SERVER, "127.0.0.1", Duration::from_secs(30));
-}
+// The tests `help_and_bad_flags` and `stray_argument_is_refused`.
+common::cli::server_and_client_flag_tests!(SERVER, CLIENT, usage_shows = "127.0.0.1:7002");
 
 /// Terminal escape sequences in chat lines are defused (shown as `�`), so
 /// nobody can clear or recolour other people's screens.

@@ -375,24 +375,10 @@ with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
     f.write(b"QUIT\n"); f.flush()
     print(f.readline().decode().strip(), len(data), digest)
 "#;
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            script,
-            &server.addr().port().to_string(),
-            "learner",
-            SECRET,
-            "data.bin",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let port = server.addr().port().to_string();
+    let out = common::python(script, &[&port, "learner", SECRET, "data.bin"]);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        out.trim(),
         format!("BYE {} {}", data.len(), hex_digest(&data))
     );
 }
@@ -1108,12 +1094,7 @@ fn start_partial_upload(addr: SocketAddr, name: &str, total: usize, sent: usize)
 /// the same secret accepts it), then answers one GET with `header` and `body`.
 fn fake_server(secret: &'static str, header: String, body: Vec<u8>) -> FakeServer<()> {
     FakeServer::start("a fake file server sending a damaged body", move |stream| {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut writer = stream;
-        let sn = auth::new_nonce().unwrap();
-        writeln!(writer, "AUTH HMAC-SHA256 {sn}").unwrap();
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
+        let (mut reader, mut writer, sn, mut line) = common::files::fake_challenge(stream);
         let words: Vec<&str> = line.split_whitespace().collect();
         assert!(
             words.len() == 4 && words[0] == "AUTH",

@@ -735,55 +735,41 @@ fn guess_flood(
     prepare: fn(&mut TcpStream) -> Vec<u8>,
     denial: &'static str,
 ) -> usize {
-    let mut clients: Vec<(TcpStream, Vec<u8>)> = (0..GUESSES)
+    let clients: Vec<(TcpStream, Vec<u8>)> = (0..GUESSES)
         .map(|_| {
             let mut stream = raw(addr);
             let guess = prepare(&mut stream);
             (stream, guess)
         })
         .collect();
-    let start = Instant::now();
-    for (stream, guess) in &mut clients {
-        stream.write_all(guess).unwrap();
-    }
-    let readers: Vec<_> = clients
-        .into_iter()
-        .map(|(mut stream, _)| {
-            thread::spawn(move || {
-                let left = GUESS_WATCH
-                    .saturating_sub(start.elapsed())
-                    .max(Duration::from_millis(1));
-                stream.set_read_timeout(Some(left)).unwrap();
-                let mut got = Vec::new();
-                let mut byte = [0u8; 1];
-                while !got.ends_with(b"\n") {
-                    match stream.read(&mut byte) {
-                        Ok(1) => got.push(byte[0]),
-                        Ok(_) => break,
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                            ) =>
-                        {
-                            break;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
-                        Err(e) => panic!("reading the answer to a guess: {e}"),
+    let send = |(stream, guess): &mut (TcpStream, Vec<u8>)| stream.write_all(guess).unwrap();
+    let denied =
+        common::answers_at_once(clients, send, GUESS_WATCH, move |(mut stream, _), left| {
+            stream.set_read_timeout(Some(left)).unwrap();
+            let mut got = Vec::new();
+            let mut byte = [0u8; 1];
+            while !got.ends_with(b"\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => got.push(byte[0]),
+                    Ok(_) => break,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        break;
                     }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                    Err(e) => panic!("reading the answer to a guess: {e}"),
                 }
-                let text = String::from_utf8_lossy(&got).into_owned();
-                assert!(
-                    text.is_empty() || text.starts_with(denial),
-                    "a guess got {text:?}, not {denial:?} or nothing"
-                );
-                text.starts_with(denial)
-            })
-        })
-        .collect();
-    readers
-        .into_iter()
-        .map(|r| r.join().unwrap())
-        .filter(|&denied| denied)
-        .count()
+            }
+            let text = String::from_utf8_lossy(&got).into_owned();
+            assert!(
+                text.is_empty() || text.starts_with(denial),
+                "a guess got {text:?}, not {denial:?} or nothing"
+            );
+            text.starts_with(denial)
+        });
+    denied.into_iter().filter(|&denied| denied).count()
 }

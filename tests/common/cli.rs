@@ -3,6 +3,7 @@
 //! reference's, so each is skipped under an override.
 
 use super::{command, reference_only};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Checks the command-line basics every example shares: `--help` prints a
@@ -61,4 +62,59 @@ pub fn check_stray_argument(example: &str, default_host: &str, timeout: Duration
         .stderr(predicate::str::starts_with(format!(
             "error: unexpected argument '7005': did you mean --addr {default_host}:7005?"
         )));
+}
+
+/// The two command-line tests a server and its client share, written once:
+/// `help_and_bad_flags` (both programs' `--help` shows `usage_shows`; an
+/// unknown flag is a usage error) and `stray_argument_is_refused` (the
+/// server refuses a port typed without `--addr`). The tests keep these names
+/// in every file, so `cargo test --test ex01_echo help_and_bad_flags` works.
+#[allow(
+    unused_macros,
+    reason = "only the files of a server and client pair use it"
+)]
+macro_rules! server_and_client_flag_tests {
+    ($server:expr, $client:expr, usage_shows = $usage:expr) => {
+        /// --help prints usage and exits 0; an unknown flag prints one error
+        /// line plus usage and exits 2 (for the server and the client).
+        #[test]
+        fn help_and_bad_flags() {
+            for example in [$server, $client] {
+                common::check_help_and_unknown_flag(
+                    example,
+                    $usage,
+                    std::time::Duration::from_secs(30),
+                );
+            }
+        }
+
+        /// `SERVER 7005` (a port without `--addr`) is refused: exit 2 and
+        /// "did you mean --addr 127.0.0.1:7005?", not a server listening elsewhere.
+        #[test]
+        fn stray_argument_is_refused() {
+            common::check_stray_argument($server, "127.0.0.1", std::time::Duration::from_secs(30));
+        }
+    };
+}
+#[allow(
+    unused_imports,
+    reason = "only the files of a server and client pair use it"
+)]
+pub(crate) use server_and_client_flag_tests;
+
+/// Runs the client `example` against `addr` with `--trace`, `stdin` as its
+/// input, and asserts that it succeeded within 30 s; the caller then checks
+/// what it printed (the trace is on stderr).
+#[track_caller]
+pub fn traced_client_run(
+    example: &str,
+    addr: SocketAddr,
+    stdin: &str,
+) -> assert_cmd::assert::Assert {
+    assert_cmd::Command::from_std(command(example))
+        .args(["--addr", &addr.to_string(), "--trace"])
+        .write_stdin(stdin)
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success()
 }

@@ -179,3 +179,17 @@ impl FileClient {
         rest
     }
 }
+
+/// A fake file server's side of the handshake's start: sends a fresh
+/// challenge on `stream` and reads the client's answer line. Returns the
+/// buffered reading half, the writing half, the nonce sent, and the answer
+/// (with its line ending).
+pub fn fake_challenge(stream: TcpStream) -> (BufReader<TcpStream>, TcpStream, String, String) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let sn = netlessons::auth::new_nonce().unwrap();
+    writeln!(writer, "AUTH HMAC-SHA256 {sn}").unwrap();
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    (reader, writer, sn, line)
+}

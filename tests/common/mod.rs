@@ -56,10 +56,13 @@ pub use files::{FileLogin, file_login_lines};
 pub use mail::{read_crlf_line, read_smtp_reply};
 #[allow(unused_imports, reason = "each test file uses a different part")]
 pub use process::{
-    STARTUP_TIMEOUT, Server, command, command_in, crate_dir, describe, example_path,
+    STARTUP_TIMEOUT, Server, command, command_in, crate_dir, describe, example_path, python,
 };
 #[allow(unused_imports, reason = "each test file uses a different part")]
-pub use wire::{IO_TIMEOUT, connect, dir_entries, files_under, read_to_end, temp_dir, trickle};
+pub use wire::{
+    IO_TIMEOUT, answers_at_once, assert_dropped_after_a_second, connect, dir_entries, files_under,
+    read_to_end, temp_dir, trickle,
+};
 
 /// The seeded generator tests make their data with (the library's), so a
 /// failure prints its seed and can be repeated.

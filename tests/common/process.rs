@@ -60,6 +60,23 @@ pub fn example_path(name: &str) -> PathBuf {
     path
 }
 
+/// Runs a Python script (`python3 -c script args…`) to its end and returns
+/// its stdout; a non-zero exit fails the test, showing Python's stderr.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The crate's folder, where an overridden command runs.
 pub fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -113,3 +113,53 @@ pub fn trickle(
     }
     (got, None)
 }
+
+/// Asserts that a peer dropped by a one-second timeout went after about a
+/// second: not before 900 ms, and before `limit` (a bound generous enough
+/// for a loaded machine). A failure is reported at the caller's line.
+#[track_caller]
+pub fn assert_dropped_after_a_second(waited: Duration, limit: Duration) {
+    assert!(
+        waited >= Duration::from_millis(900),
+        "dropped too early: {waited:?}"
+    );
+    assert!(
+        waited < limit,
+        "dropped too late (the limit is {limit:?}): {waited:?}"
+    );
+}
+
+/// Many connections answering at once, for tests of parallel wrong logins:
+/// `send` sends each client its line, all in a row; then every client is
+/// read on a thread of its own by `read`, which gets the time left of
+/// `watch` (counted from the first send, at least a millisecond) to set as
+/// its read timeout, and says what came. Returns what each `read` said.
+pub fn answers_at_once<S, T, R>(
+    mut clients: Vec<S>,
+    mut send: impl FnMut(&mut S),
+    watch: Duration,
+    read: R,
+) -> Vec<T>
+where
+    S: Send + 'static,
+    T: Send + 'static,
+    R: Fn(S, Duration) -> T + Clone + Send + 'static,
+{
+    let start = Instant::now();
+    for client in &mut clients {
+        send(client);
+    }
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|client| {
+            let read = read.clone();
+            std::thread::spawn(move || {
+                let left = watch
+                    .saturating_sub(start.elapsed())
+                    .max(Duration::from_millis(1));
+                read(client, left)
+            })
+        })
+        .collect();
+    readers.into_iter().map(|r| r.join().unwrap()).collect()
+}
