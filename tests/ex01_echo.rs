@@ -100,11 +100,7 @@ fn client_example_echoes_stdin_lines() {
 #[test]
 fn client_example_reports_connection_refused() {
     // Bind then drop a listener: its port is now (very likely) closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let assert = AssertCommand::from_std(common::command(CLIENT))
         .args(["--addr", &format!("127.0.0.1:{port}")])
         .write_stdin("hi\n")

@@ -634,11 +634,7 @@ fn client_example_reports_the_server_going_away() {
 /// The client example explains a refused connection and exits non-zero.
 #[test]
 fn client_example_reports_connection_refused() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     AssertCommand::from_std(common::command(CLIENT))
         .args(["--addr", &format!("127.0.0.1:{port}")])
         .write_stdin("hi\n")

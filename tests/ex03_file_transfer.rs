@@ -639,11 +639,7 @@ fn client_example_explains_failures() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("no file named \"nope.txt\""));
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     client(
         format!("127.0.0.1:{port}").parse().unwrap(),
         &setup.dir,

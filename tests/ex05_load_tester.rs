@@ -402,10 +402,7 @@ fn file_mode_counts_a_refused_login_as_an_error() {
 #[test]
 fn counts_refused_connections_as_errors() {
     // Bind a port, then free it: nothing listens there any more.
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().to_string()
-    };
+    let addr = format!("127.0.0.1:{}", common::free_port());
     let (fields, stderr) = failed_report(
         &["echo", "--addr", &addr, "--conns", "3", "--rounds", "5"],
         "echo",

@@ -10,15 +10,10 @@ use common::chat::Chatter;
 /// and no thread is left over. (Contract flags only: runs under an override.)
 #[test]
 fn chat_survives_garbage() {
-    let ctx = Ctx::new("chat_survives_garbage");
-    let mut server = Server::start(CHAT, &[]);
-    let before = baseline(&server);
-    let addr = server.addr();
-    hammer(&ctx, "garbage sessions", 3000, move |rng, log| {
+    let (ctx, mut server, before, addr) = watch("chat_survives_garbage", Server::start(CHAT, &[]));
+    survive_garbage(&ctx, &mut server, before, 3000, move |rng, log| {
         chat_session(addr, rng, log)
     });
-    still_up(&ctx, &mut server);
-    threads_settle(&ctx, &server, before);
     chat_works(addr, &ctx);
     threads_settle(&ctx, &server, before);
 }
@@ -32,10 +27,10 @@ fn slow_loris_is_dropped_chat() {
     if !reference_only(CHAT, "slow_loris_is_dropped_chat") {
         return;
     }
-    let ctx = Ctx::new("slow_loris_is_dropped_chat");
-    let server = Server::start(CHAT, &["--line-timeout", "1"]);
-    let before = baseline(&server);
-    let addr = server.addr();
+    let (ctx, server, before, addr) = watch(
+        "slow_loris_is_dropped_chat",
+        Server::start(CHAT, &["--line-timeout", "1"]),
+    );
     let mut watcher = Chatter::join_guest(addr);
     let silent = Chatter::join_guest(addr);
     watcher.expect_notice(" joined");
@@ -72,10 +67,10 @@ fn max_conns_flood_chat() {
     if !reference_only(CHAT, "max_conns_flood_chat") {
         return;
     }
-    let ctx = Ctx::new("max_conns_flood_chat");
-    let server = Server::start(CHAT, &["--max-conns", "3"]);
-    let before = baseline(&server);
-    let addr = server.addr();
+    let (ctx, server, before, addr) = watch(
+        "max_conns_flood_chat",
+        Server::start(CHAT, &["--max-conns", "3"]),
+    );
     let mut held: Vec<Chatter> = Vec::new();
     for _ in 0..3 {
         let newcomer = Chatter::join_guest(addr);

@@ -8,15 +8,10 @@ use super::*;
 /// runs under the instructor's override too.)
 #[test]
 fn echo_survives_garbage() {
-    let ctx = Ctx::new("echo_survives_garbage");
-    let mut server = Server::start(ECHO, &[]);
-    let before = baseline(&server);
-    let addr = server.addr();
-    hammer(&ctx, "garbage sessions", 4000, move |rng, log| {
+    let (ctx, mut server, before, addr) = watch("echo_survives_garbage", Server::start(ECHO, &[]));
+    survive_garbage(&ctx, &mut server, before, 4000, move |rng, log| {
         echo_session(addr, rng, log)
     });
-    still_up(&ctx, &mut server);
-    threads_settle(&ctx, &server, before);
     let payload = ctx.rng(1000).bytes(100_000);
     let echoed = echo_round_trip(addr, &payload);
     assert!(
@@ -37,9 +32,10 @@ fn slow_loris_is_dropped_echo() {
     if !reference_only(ECHO, "slow_loris_is_dropped_echo") {
         return;
     }
-    let server = Server::start(ECHO, &["--idle-timeout", "1"]);
-    let before = baseline(&server);
-    let addr = server.addr();
+    let (ctx, server, before, addr) = watch(
+        "slow_loris_is_dropped_echo",
+        Server::start(ECHO, &["--idle-timeout", "1"]),
+    );
     let trickler = thread::spawn(move || {
         let mut stream = raw(addr);
         for (i, &b) in b"slowly".iter().enumerate() {
@@ -77,7 +73,6 @@ fn slow_loris_is_dropped_echo() {
             "{who} was dropped after {after:?}, expected about 1 s"
         );
     }
-    let ctx = Ctx::new("slow_loris_is_dropped_echo");
     threads_settle(&ctx, &server, before);
 }
 
@@ -88,10 +83,10 @@ fn max_conns_flood_echo() {
     if !reference_only(ECHO, "max_conns_flood_echo") {
         return;
     }
-    let ctx = Ctx::new("max_conns_flood_echo");
-    let server = Server::start(ECHO, &["--max-conns", "3"]);
-    let before = baseline(&server);
-    let addr = server.addr();
+    let (ctx, server, before, addr) = watch(
+        "max_conns_flood_echo",
+        Server::start(ECHO, &["--max-conns", "3"]),
+    );
     let ping = |stream: &mut TcpStream| {
         stream.write_all(b"ping\n").unwrap();
         let mut back = [0u8; 5];

@@ -17,16 +17,14 @@ fn file_server_survives_garbage() {
     if !reference_only(FILES, "file_server_survives_garbage") {
         return;
     }
-    let ctx = Ctx::new("file_server_survives_garbage");
     let (root, users) = file_setup("files");
-    let mut server = start_file_server(&root, &users, &[]);
-    let before = baseline(&server);
-    let addr = server.addr();
-    hammer(&ctx, "garbage sessions", 3000, move |rng, log| {
+    let (ctx, mut server, before, addr) = watch(
+        "file_server_survives_garbage",
+        start_file_server(&root, &users, &[]),
+    );
+    survive_garbage(&ctx, &mut server, before, 3000, move |rng, log| {
         file_session(addr, rng, log)
     });
-    still_up(&ctx, &mut server);
-    threads_settle(&ctx, &server, before);
     assert_eq!(
         dir_entries(&root),
         Vec::<String>::new(),
@@ -68,15 +66,15 @@ fn slow_loris_is_dropped_file_server() {
     if !reference_only(FILES, "slow_loris_is_dropped_file_server") {
         return;
     }
-    let ctx = Ctx::new("slow_loris_is_dropped_file_server");
     let (root, users) = file_setup("loris");
-    let server = start_file_server(
-        &root,
-        &users,
-        &["--line-timeout", "1", "--idle-timeout", "30"],
+    let (ctx, server, before, addr) = watch(
+        "slow_loris_is_dropped_file_server",
+        start_file_server(
+            &root,
+            &users,
+            &["--line-timeout", "1", "--idle-timeout", "30"],
+        ),
     );
-    let before = baseline(&server);
-    let addr = server.addr();
     lorises(vec![
         (
             "slow-loris in the handshake",
@@ -141,11 +139,11 @@ fn max_conns_flood_file_server() {
     if !reference_only(FILES, "max_conns_flood_file_server") {
         return;
     }
-    let ctx = Ctx::new("max_conns_flood_file_server");
     let (root, users) = file_setup("flood");
-    let server = start_file_server(&root, &users, &["--max-conns", "3"]);
-    let before = baseline(&server);
-    let addr = server.addr();
+    let (ctx, server, before, addr) = watch(
+        "max_conns_flood_file_server",
+        start_file_server(&root, &users, &["--max-conns", "3"]),
+    );
     let mut held: Vec<FileClient> = (0..3).map(|_| logged_in(addr)).collect();
     flood(&ctx, addr, b"ERR server full\n");
     for client in &mut held {

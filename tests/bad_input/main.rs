@@ -383,6 +383,32 @@ fn baseline(server: &Server) -> Option<usize> {
     thread_count(server.pid())
 }
 
+/// Starts watching `server` for the test `test`: its context (seed and
+/// transcripts), the server, its thread count before any client, and its
+/// address.
+fn watch(test: &'static str, server: Server) -> (Arc<Ctx>, Server, Option<usize>, SocketAddr) {
+    let ctx = Ctx::new(test);
+    let before = baseline(&server);
+    let addr = server.addr();
+    (ctx, server, before, addr)
+}
+
+/// Runs `sessions` garbage sessions (see [`hammer`]), then checks that the
+/// server is still up and back to its thread count `before`.
+fn survive_garbage<F>(
+    ctx: &Arc<Ctx>,
+    server: &mut Server,
+    before: Option<usize>,
+    sessions: usize,
+    session: F,
+) where
+    F: Fn(&mut Rng, &mut Vec<String>) -> Result<(), String> + Send + Sync + 'static,
+{
+    hammer(ctx, "garbage sessions", sessions, session);
+    still_up(ctx, server);
+    threads_settle(ctx, server, before);
+}
+
 /// The server is running and no connection thread panicked.
 fn still_up(ctx: &Ctx, server: &mut Server) {
     assert!(

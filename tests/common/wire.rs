@@ -163,3 +163,13 @@ where
         .collect();
     readers.into_iter().map(|r| r.join().unwrap()).collect()
 }
+
+/// A loopback port that was free a moment ago (bind, read the port, drop):
+/// nothing listens there now, so connecting to it is refused.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
