@@ -717,12 +717,7 @@ fn peer_outside_allowlist_gets_nothing() {
     if !reference_only(SERVER, "peer_outside_allowlist_gets_nothing") {
         return;
     }
-    let server = Server::start(SERVER, &["--allow", "10.0.0.0/8"]);
-    let mut stream = connect(server.addr());
-    let mut got = Vec::new();
-    let _ = stream.read_to_end(&mut got);
-    assert!(got.is_empty(), "an outsider got {got:?}");
-    server.expect_stderr("refused: not in the allowlist", Duration::from_secs(10));
+    common::assert_outsider_gets_nothing(SERVER, b"");
     let allowed = Server::start(SERVER, &["--allow", "127.0.0.0/8"]);
     Chatter::join(allowed.addr(), "guest1").expect_who("guest1");
 }

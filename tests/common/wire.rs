@@ -173,3 +173,21 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Starts `example` with `--allow 10.0.0.0/8`, which our loopback client is
+/// outside of, connects, sends `hello` (nothing if empty; the send may fail,
+/// the server may have closed already), and asserts that the server closed
+/// without a byte and logged the refusal. A failure is reported at the
+/// caller's line.
+#[track_caller]
+pub fn assert_outsider_gets_nothing(example: &str, hello: &[u8]) {
+    let server = super::Server::start(example, &["--allow", "10.0.0.0/8"]);
+    let mut stream = connect(server.addr());
+    if !hello.is_empty() {
+        let _ = stream.write_all(hello); // may fail: already closed
+    }
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got); // EOF, or a reset for the bytes we sent
+    assert!(got.is_empty(), "an outsider got {got:?}");
+    server.expect_stderr("refused: not in the allowlist", Duration::from_secs(10));
+}
