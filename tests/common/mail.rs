@@ -12,7 +12,6 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The mail relay example every mail test starts.
 pub const MAIL_RELAY: &str = "04_mail_relay";
@@ -240,22 +239,10 @@ pub fn mail_bob(addr: SocketAddr, data: &str) {
     send_message(addr, "alice@example.test", &["bob@example.test"], data);
 }
 
-/// Runs a Python script (the interop tests' `smtplib` and `poplib`) with
-/// arguments; returns its stdout, failing on a non-zero exit.
-pub fn python(script: &str, args: &[&str]) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+/// Runs a Python script (the interop tests' `smtplib` and `poplib`): the
+/// one runner every test file shares.
+#[allow(unused_imports, reason = "not every test file runs Python")]
+pub use super::process::python;
 
 /// One line of a CRLF protocol (SMTP, POP3) without its `\r\n`; panics if
 /// the line does not end in `\r\n` (a bare `\n`, or the server closing).
