@@ -8,20 +8,15 @@ use super::*;
 #[test]
 fn client_example_sends_and_fetches() {
     let r = Relay::start("client_example", &[]);
-    AssertCommand::from_std(common::command(CLIENT))
-        .args([
-            "send",
-            "--addr",
-            &r.smtp().to_string(),
-            "--from",
-            "alice@example.test",
-        ])
-        .args(["--to", "bob@example.test", "--subject", "from the client"])
-        .write_stdin(".starts with a dot\nsecond line\n")
-        .timeout(Duration::from_secs(30))
-        .assert()
-        .success()
-        .stdout(predicate::str::starts_with("sent: 250"));
+    send(
+        &r,
+        &["--from", "alice@example.test", "--to", "bob@example.test"],
+    )
+    .args(["--subject", "from the client"])
+    .write_stdin(".starts with a dot\nsecond line\n")
+    .assert()
+    .success()
+    .stdout(predicate::str::starts_with("sent: 250"));
     let mail = text(&maildir(&r.spool, "bob")[0]);
     assert!(mail.contains("Subject: from the client\n"), "{mail}");
     assert!(
@@ -29,14 +24,12 @@ fn client_example_sends_and_fetches() {
         "{mail:?}"
     );
     for delete in [false, true] {
-        let mut cmd = AssertCommand::from_std(common::command(CLIENT));
-        cmd.args(["fetch", "--addr", &r.pop3().to_string(), "--user", "bob"])
-            .env("NETLESSONS_PASSWORD", "bob-pw");
+        let mut cmd = fetch_bob(&r);
+        cmd.env("NETLESSONS_PASSWORD", "bob-pw");
         if delete {
             cmd.arg("--delete");
         }
-        cmd.timeout(Duration::from_secs(30))
-            .assert()
+        cmd.assert()
             .success()
             .stdout(predicate::str::contains("1 message(s) for bob").and(
                 predicate::str::contains("\n.starts with a dot\nsecond line\n"),
@@ -50,25 +43,16 @@ fn client_example_sends_and_fetches() {
 #[test]
 fn client_example_reports_errors() {
     let r = Relay::start("client_errors", &[]);
-    AssertCommand::from_std(common::command(CLIENT))
-        .args([
-            "send",
-            "--addr",
-            &r.smtp().to_string(),
-            "--from",
-            "a@example.test",
-            "--to",
-            "nobody@example.test",
-        ])
-        .write_stdin("hi\n")
-        .timeout(Duration::from_secs(30))
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("550"));
-    AssertCommand::from_std(common::command(CLIENT))
-        .args(["fetch", "--addr", &r.pop3().to_string(), "--user", "bob"])
+    send(
+        &r,
+        &["--from", "a@example.test", "--to", "nobody@example.test"],
+    )
+    .write_stdin("hi\n")
+    .assert()
+    .failure()
+    .stderr(predicate::str::contains("550"));
+    fetch_bob(&r)
         .env_remove("NETLESSONS_PASSWORD")
-        .timeout(Duration::from_secs(30))
         .assert()
         .code(2)
         .stderr(predicate::str::contains("NETLESSONS_PASSWORD"));
@@ -81,23 +65,33 @@ fn client_trace_shows_the_conversation() {
         return;
     }
     let r = Relay::start("client_trace", &[]);
-    AssertCommand::from_std(common::command(CLIENT))
-        .args([
-            "send",
-            "--trace",
-            "--addr",
-            &r.smtp().to_string(),
-            "--from",
-            "a@example.test",
-            "--to",
-            "bob@example.test",
-        ])
-        .write_stdin("traced\n")
-        .timeout(Duration::from_secs(30))
-        .assert()
-        .success()
-        .stderr(
-            predicate::str::contains("-> MAIL FROM:<a@example.test>")
-                .and(predicate::str::contains("<- 250")),
-        );
+    send(
+        &r,
+        &["--from", "a@example.test", "--to", "bob@example.test"],
+    )
+    .arg("--trace")
+    .write_stdin("traced\n")
+    .assert()
+    .success()
+    .stderr(
+        predicate::str::contains("-> MAIL FROM:<a@example.test>")
+            .and(predicate::str::contains("<- 250")),
+    );
+}
+
+/// `04_mail_client send --addr SMTP ARGS…` to relay `r`, given 30 s.
+fn send(r: &Relay, args: &[&str]) -> AssertCommand {
+    let mut cmd = AssertCommand::from_std(common::command(CLIENT));
+    cmd.args(["send", "--addr", &r.smtp().to_string()])
+        .args(args)
+        .timeout(Duration::from_secs(30));
+    cmd
+}
+
+/// `04_mail_client fetch --addr POP3 --user bob` from relay `r`, given 30 s.
+fn fetch_bob(r: &Relay) -> AssertCommand {
+    let mut cmd = AssertCommand::from_std(common::command(CLIENT));
+    cmd.args(["fetch", "--addr", &r.pop3().to_string(), "--user", "bob"])
+        .timeout(Duration::from_secs(30));
+    cmd
 }

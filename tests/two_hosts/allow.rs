@@ -55,14 +55,10 @@ fn default_allowlist_mail() {
 #[test]
 fn allow_cidr_admits_exactly_the_hosts_inside_ipv4() {
     let test = "allow_cidr_admits_exactly_the_hosts_inside_ipv4";
-    let Some(lab) = lab(test) else {
+    let Some(lab) = echo_lab(test) else {
         return;
     };
-    if !reference_only(ECHO, test) {
-        return;
-    }
-    let args = ["--addr", "0.0.0.0:0", "--allow", "192.168.77.0/28"];
-    let server = lab.start_server(SERVER_HOST, ECHO, &args, 1);
+    let server = echo_allowing(&lab, "0.0.0.0:0", "192.168.77.0/28");
     let port = server.addr().port();
     let extra = IpAddr::V4(INSIDE.extra_v4.unwrap());
     assert_admitted(&lab, &INSIDE, v4(&INSIDE), port, Hello::Echo);
@@ -70,8 +66,7 @@ fn allow_cidr_admits_exactly_the_hosts_inside_ipv4() {
     assert_refused(&lab, &server, &INSIDE2, v4(&INSIDE2), port, Hello::Echo);
     assert_refused(&lab, &server, &OUTSIDE, v4(&OUTSIDE), port, Hello::Echo);
 
-    let args = ["--addr", "0.0.0.0:0", "--allow", "203.0.113.0/24"];
-    let server = lab.start_server(SERVER_HOST, ECHO, &args, 1);
+    let server = echo_allowing(&lab, "0.0.0.0:0", "203.0.113.0/24");
     let port = server.addr().port();
     assert_admitted(&lab, &OUTSIDE, v4(&OUTSIDE), port, Hello::Echo);
     assert_refused(&lab, &server, &INSIDE, v4(&INSIDE), port, Hello::Echo);
@@ -83,14 +78,10 @@ fn allow_cidr_admits_exactly_the_hosts_inside_ipv4() {
 #[test]
 fn allow_cidr_admits_exactly_the_hosts_inside_ipv6() {
     let test = "allow_cidr_admits_exactly_the_hosts_inside_ipv6";
-    let Some(lab) = lab(test) else {
+    let Some(lab) = echo_lab(test) else {
         return;
     };
-    if !reference_only(ECHO, test) {
-        return;
-    }
-    let args = ["--addr", "[::]:0", "--allow", "fd00:77::/124"];
-    let server = lab.start_server(SERVER_HOST, ECHO, &args, 1);
+    let server = echo_allowing(&lab, "[::]:0", "fd00:77::/124");
     let port = server.addr().port();
     let extra = IpAddr::V6(INSIDE.extra_v6.unwrap());
     assert_admitted(&lab, &INSIDE, v6(&INSIDE), port, Hello::Echo);
@@ -100,8 +91,7 @@ fn allow_cidr_admits_exactly_the_hosts_inside_ipv6() {
     // An IPv6-only list admits no IPv4 client, not even a private one.
     assert_refused(&lab, &server, &INSIDE, v4(&INSIDE), port, Hello::Echo);
 
-    let args = ["--addr", "[::]:0", "--allow", "2001:db8::/64"];
-    let server = lab.start_server(SERVER_HOST, ECHO, &args, 1);
+    let server = echo_allowing(&lab, "[::]:0", "2001:db8::/64");
     let port = server.addr().port();
     assert_admitted(&lab, &OUTSIDE, v6(&OUTSIDE), port, Hello::Echo);
     assert_refused(&lab, &server, &INSIDE, v6(&INSIDE), port, Hello::Echo);
@@ -113,19 +103,10 @@ fn allow_cidr_admits_exactly_the_hosts_inside_ipv6() {
 #[test]
 fn ipv4_mapped_client_is_matched_as_ipv4() {
     let test = "ipv4_mapped_client_is_matched_as_ipv4";
-    let Some(lab) = lab(test) else {
+    let Some(lab) = echo_lab(test) else {
         return;
     };
-    if !reference_only(ECHO, test) {
-        return;
-    }
-    let args = [
-        "--addr",
-        "[::]:0",
-        "--allow",
-        "192.168.77.0/28,203.0.113.2/32",
-    ];
-    let server = lab.start_server(SERVER_HOST, ECHO, &args, 1);
+    let server = echo_allowing(&lab, "[::]:0", "192.168.77.0/28,203.0.113.2/32");
     let port = server.addr().port();
     let extra = IpAddr::V4(INSIDE.extra_v4.unwrap());
     assert_admitted(&lab, &INSIDE, v4(&INSIDE), port, Hello::Echo);

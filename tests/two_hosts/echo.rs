@@ -11,7 +11,7 @@ fn echo_across_hosts_on_ipv4_any() {
     let Some(lab) = lab("echo_across_hosts_on_ipv4_any") else {
         return;
     };
-    let server = lab.start_server(SERVER_HOST, ECHO, &["--addr", "0.0.0.0:0"], 1);
+    let server = echo_on(&lab, "0.0.0.0:0");
     let port = server.addr().port();
     assert_eq!(server.addr().ip().to_string(), "0.0.0.0");
     assert_admitted(&lab, &INSIDE, v4(&INSIDE), port, Hello::Echo);
@@ -31,7 +31,7 @@ fn echo_across_hosts_on_ipv6_any() {
     let Some(lab) = lab("echo_across_hosts_on_ipv6_any") else {
         return;
     };
-    let server = lab.start_server(SERVER_HOST, ECHO, &["--addr", "[::]:0"], 1);
+    let server = echo_on(&lab, "[::]:0");
     let port = server.addr().port();
     assert_eq!(server.addr().ip().to_string(), "::");
     for host in [&INSIDE, &INSIDE2] {

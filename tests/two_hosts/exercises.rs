@@ -10,7 +10,7 @@ fn exercise_1_one_listener_for_ipv4_and_ipv6() {
     let Some(lab) = lab("exercise_1_one_listener_for_ipv4_and_ipv6") else {
         return;
     };
-    let server = lab.start_server(SERVER_HOST, ECHO, &["--addr", "[::]:0"], 1);
+    let server = echo_on(&lab, "[::]:0");
     let port = server.addr().port();
     assert_admitted(&lab, &INSIDE, v6(&INSIDE), port, Hello::Echo);
     assert_admitted(&lab, &INSIDE, v4(&INSIDE), port, Hello::Echo);
@@ -27,7 +27,7 @@ fn exercise_2_refuse_the_world_by_default() {
         return;
     };
     for any in ["0.0.0.0:0", "[::]:0"] {
-        let server = lab.start_server(SERVER_HOST, ECHO, &["--addr", any], 1);
+        let server = echo_on(&lab, any);
         let (addr, port) = (server.addr(), server.addr().port());
         assert_admitted(&lab, &INSIDE, v4(&INSIDE), port, Hello::Echo);
         assert_admitted(&lab, &INSIDE2, v4(&INSIDE2), port, Hello::Echo);
@@ -47,13 +47,7 @@ fn exercise_3_allow_matches_ipv4_mapped_peers() {
     let Some(lab) = lab("exercise_3_allow_matches_ipv4_mapped_peers") else {
         return;
     };
-    let args = [
-        "--addr",
-        "[::]:0",
-        "--allow",
-        "192.168.77.0/28,2001:db8::/64",
-    ];
-    let server = lab.start_server(SERVER_HOST, ECHO, &args, 1);
+    let server = echo_allowing(&lab, "[::]:0", "192.168.77.0/28,2001:db8::/64");
     let (addr, port) = (server.addr(), server.addr().port());
     let extra = IpAddr::V4(INSIDE.extra_v4.unwrap());
     assert_admitted(&lab, &INSIDE, v4(&INSIDE), port, Hello::Echo);

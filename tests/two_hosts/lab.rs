@@ -12,7 +12,7 @@ fn loopback_server_is_unreachable_from_another_host() {
     let Some(lab) = lab("loopback_server_is_unreachable_from_another_host") else {
         return;
     };
-    let server = lab.start_server(SERVER_HOST, ECHO, &["--addr", "127.0.0.1:0"], 1);
+    let server = echo_on(&lab, "127.0.0.1:0");
     let port = server.addr().port();
     // On the server's own host, through its own loopback: fine.
     let loopback = server.addr().ip();

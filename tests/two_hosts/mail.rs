@@ -17,29 +17,27 @@ use std::path::{Path, PathBuf};
 /// it (554 at RCPT); nothing it was refused stays queued here.
 #[test]
 fn mail_relay_across_hosts_outside_host_delivers_locally_but_may_not_relay() {
-    let test = "mail_relay_across_hosts_outside_host_delivers_locally_but_may_not_relay";
-    let Some(mail) = MailLab::new(test) else {
-        return;
-    };
-    for (n, any) in ANY.into_iter().enumerate() {
-        let (relay, spool) = mail.relay(n, any);
-        for to in outside_addrs(&relay) {
-            let ran = mail.offer_from_outside(&relay, to);
-            let relay_reply = step(&ran, "RCPT-RELAY");
-            assert!(
-                relay_reply.starts_with("RCPT-RELAY 554 ")
-                    && relay_reply.contains("Relay access denied"),
-                "relaying for the outside host via {to}: {relay_reply}"
-            );
-            assert!(
-                step(&ran, "DATA").starts_with("DATA 250 "),
-                "{}",
-                ran.stdout
-            );
-        }
-        // Nothing for carol stayed here: refused relays were never queued.
-        assert!(delivered(&spool, "carol").is_empty());
-    }
+    each_round(
+        "mail_relay_across_hosts_outside_host_delivers_locally_but_may_not_relay",
+        |mail, round| {
+            for to in outside_addrs(&round.relay) {
+                let ran = mail.offer_from_outside(&round.relay, to);
+                let relay_reply = step(&ran, "RCPT-RELAY");
+                assert!(
+                    relay_reply.starts_with("RCPT-RELAY 554 ")
+                        && relay_reply.contains("Relay access denied"),
+                    "relaying for the outside host via {to}: {relay_reply}"
+                );
+                assert!(
+                    step(&ran, "DATA").starts_with("DATA 250 "),
+                    "{}",
+                    ran.stdout
+                );
+            }
+            // Nothing for carol stayed here: refused relays were never queued.
+            assert!(delivered(&round.spool, "carol").is_empty());
+        },
+    );
 }
 
 /// The outside host is greeted with the greeting wait: a two-line `220`
@@ -47,71 +45,65 @@ fn mail_relay_across_hosts_outside_host_delivers_locally_but_may_not_relay() {
 /// (on [::]) IPv6.
 #[test]
 fn mail_relay_across_hosts_outside_host_waits_for_a_two_line_greeting() {
-    let test = "mail_relay_across_hosts_outside_host_waits_for_a_two_line_greeting";
-    let Some(mail) = MailLab::new(test) else {
-        return;
-    };
-    for (n, any) in ANY.into_iter().enumerate() {
-        let (relay, _spool) = mail.relay(n, any);
-        for to in outside_addrs(&relay) {
-            let ran = mail.greeting(&OUTSIDE, to, &relay);
-            ran.expect_success("smtplib greeting from the outside host");
-            let greeting = step(&ran, "GREETING");
-            let fields: Vec<&str> = greeting.split(' ').collect();
-            assert_eq!(
-                fields[1..3],
-                ["220", "2"],
-                "a two-line greeting: {greeting}"
-            );
-            let waited: f64 = fields[3].parse().unwrap();
-            assert!(
-                waited >= 0.29,
-                "the greeting came after {waited} s: {greeting}"
-            );
-        }
-    }
+    each_round(
+        "mail_relay_across_hosts_outside_host_waits_for_a_two_line_greeting",
+        |mail, round| {
+            for to in outside_addrs(&round.relay) {
+                let ran = mail.greeting(&OUTSIDE, to, &round.relay);
+                ran.expect_success("smtplib greeting from the outside host");
+                let greeting = step(&ran, "GREETING");
+                let fields: Vec<&str> = greeting.split(' ').collect();
+                assert_eq!(
+                    fields[1..3],
+                    ["220", "2"],
+                    "a two-line greeting: {greeting}"
+                );
+                let waited: f64 = fields[3].parse().unwrap();
+                assert!(
+                    waited >= 0.29,
+                    "the greeting came after {waited} s: {greeting}"
+                );
+            }
+        },
+    );
 }
 
 /// The outside host's local recipient is greylisted (`451 4.7.1`) until it
 /// retries as a real mail server would; then it is accepted.
 #[test]
 fn mail_relay_across_hosts_outside_host_is_greylisted_until_it_retries() {
-    let test = "mail_relay_across_hosts_outside_host_is_greylisted_until_it_retries";
-    let Some(mail) = MailLab::new(test) else {
-        return;
-    };
-    for (n, any) in ANY.into_iter().enumerate() {
-        let (relay, _spool) = mail.relay(n, any);
-        for to in outside_addrs(&relay) {
-            let ran = mail.offer_from_outside(&relay, to);
-            assert!(
-                step(&ran, "RCPT-LOCAL")
-                    .starts_with("RCPT-LOCAL 451 4.7.1 <alice@example.test>: greylisted"),
-                "{}",
-                ran.stdout
-            );
-            assert!(
-                step(&ran, "RCPT-RETRY").starts_with("RCPT-RETRY 250 "),
-                "{}",
-                ran.stdout
-            );
-        }
-    }
+    each_round(
+        "mail_relay_across_hosts_outside_host_is_greylisted_until_it_retries",
+        |mail, round| {
+            for to in outside_addrs(&round.relay) {
+                let ran = mail.offer_from_outside(&round.relay, to);
+                assert!(
+                    step(&ran, "RCPT-LOCAL")
+                        .starts_with("RCPT-LOCAL 451 4.7.1 <alice@example.test>: greylisted"),
+                    "{}",
+                    ran.stdout
+                );
+                assert!(
+                    step(&ran, "RCPT-RETRY").starts_with("RCPT-RETRY 250 "),
+                    "{}",
+                    ran.stdout
+                );
+            }
+        },
+    );
 }
 
 /// The inside host is greeted at once, with one line.
 #[test]
 fn mail_relay_across_hosts_inside_host_is_greeted_at_once() {
-    let test = "mail_relay_across_hosts_inside_host_is_greeted_at_once";
-    let Some(mail) = MailLab::new(test) else {
-        return;
-    };
-    for (n, any) in ANY.into_iter().enumerate() {
-        let (relay, _spool) = mail.relay(n, any);
-        let ran = mail.greeting(&INSIDE, IpAddr::V4(INSIDE.server_v4), &relay);
-        ran.expect_success("smtplib greeting from the inside host");
-        assert!(ran.stdout.starts_with("GREETING 220 1 "), "{}", ran.stdout);
-    }
+    each_round(
+        "mail_relay_across_hosts_inside_host_is_greeted_at_once",
+        |mail, round| {
+            let ran = mail.greeting(&INSIDE, IpAddr::V4(INSIDE.server_v4), &round.relay);
+            ran.expect_success("smtplib greeting from the inside host");
+            assert!(ran.stdout.starts_with("GREETING 220 1 "), "{}", ran.stdout);
+        },
+    );
 }
 
 /// The inside host relays through us to `carol@far.test` with
@@ -121,69 +113,88 @@ fn mail_relay_across_hosts_inside_host_is_greeted_at_once() {
 /// `Received:` per hop.
 #[test]
 fn mail_relay_across_hosts_inside_host_relays_through_the_next_hop() {
-    let test = "mail_relay_across_hosts_inside_host_relays_through_the_next_hop";
-    let Some(mail) = MailLab::new(test) else {
-        return;
-    };
-    for (n, any) in ANY.into_iter().enumerate() {
-        let (relay, _spool) = mail.relay(n, any);
-        let subject = format!("relayed across three hosts, round {n}");
-        let mut send = common::command(MAIL_CLIENT);
-        send.args([
-            "send",
-            "--addr",
-            &format!("{}:{}", INSIDE.server_v4, relay.addr().port()),
-        ])
-        .args(["--from", "alice@example.test", "--to", "carol@far.test"])
-        .args(["--subject", &subject]);
-        mail.lab
-            .run(INSIDE.name, &send, b"Carol, this went through the relay.\n")
-            .expect_success("04_mail_client send from the inside host");
-        let letter = mail.letter_for_carol(&relay, &subject);
-        assert!(
-            letter.contains("Carol, this went through the relay."),
-            "{letter}"
-        );
-        assert!(
-            letter.matches("Received:").count() >= 2,
-            "one Received: per hop:\n{letter}"
-        );
-    }
+    each_round(
+        "mail_relay_across_hosts_inside_host_relays_through_the_next_hop",
+        |mail, round| {
+            let subject = format!("relayed across three hosts, round {}", round.n);
+            let mut send = common::command(MAIL_CLIENT);
+            send.args([
+                "send",
+                "--addr",
+                &format!("{}:{}", INSIDE.server_v4, round.relay.addr().port()),
+            ])
+            .args(["--from", "alice@example.test", "--to", "carol@far.test"])
+            .args(["--subject", &subject]);
+            mail.lab
+                .run(
+                    INSIDE.name,
+                    &send,
+                    b"Carol, this went through the round.relay.\n",
+                )
+                .expect_success("04_mail_client send from the inside host");
+            let letter = mail.letter_for_carol(&round.relay, &subject);
+            assert!(
+                letter.contains("Carol, this went through the round.relay."),
+                "{letter}"
+            );
+            assert!(
+                letter.matches("Received:").count() >= 2,
+                "one Received: per hop:\n{letter}"
+            );
+        },
+    );
 }
 
 /// The inside host reads, over POP3 (over IPv6 when the relay is on [::]),
 /// the local letter the outside host delivered.
 #[test]
 fn mail_relay_across_hosts_inside_host_reads_local_mail_over_pop3() {
-    let test = "mail_relay_across_hosts_inside_host_reads_local_mail_over_pop3";
-    let Some(mail) = MailLab::new(test) else {
-        return;
-    };
-    for (n, any) in ANY.into_iter().enumerate() {
-        let (relay, _spool) = mail.relay(n, any);
-        mail.offer_from_outside(&relay, IpAddr::V4(OUTSIDE.server_v4));
-        let pop3_ip = if relay.addr().is_ipv6() {
-            IpAddr::V6(INSIDE.server_v6)
-        } else {
-            IpAddr::V4(INSIDE.server_v4)
-        };
-        let pop3 = SocketAddr::new(pop3_ip, relay.addr_of("pop3").port());
-        let mut fetch = common::command(MAIL_CLIENT);
-        fetch
-            .args(["fetch", "--addr", &pop3.to_string(), "--user", "alice"])
-            .env("NETLESSONS_PASSWORD", "alice-pw");
-        let fetched = mail.lab.run(INSIDE.name, &fetch, b"");
-        fetched.expect_success("04_mail_client fetch from the inside host");
-        assert!(
-            fetched.stdout.contains("A local letter from afar."),
-            "alice's mailbox:\n{}",
-            fetched.stdout
-        );
-    }
+    each_round(
+        "mail_relay_across_hosts_inside_host_reads_local_mail_over_pop3",
+        |mail, round| {
+            mail.offer_from_outside(&round.relay, IpAddr::V4(OUTSIDE.server_v4));
+            let pop3_ip = if round.relay.addr().is_ipv6() {
+                IpAddr::V6(INSIDE.server_v6)
+            } else {
+                IpAddr::V4(INSIDE.server_v4)
+            };
+            let pop3 = SocketAddr::new(pop3_ip, round.relay.addr_of("pop3").port());
+            let mut fetch = common::command(MAIL_CLIENT);
+            fetch
+                .args(["fetch", "--addr", &pop3.to_string(), "--user", "alice"])
+                .env("NETLESSONS_PASSWORD", "alice-pw");
+            let fetched = mail.lab.run(INSIDE.name, &fetch, b"");
+            fetched.expect_success("04_mail_client fetch from the inside host");
+            assert!(
+                fetched.stdout.contains("A local letter from afar."),
+                "alice's mailbox:\n{}",
+                fetched.stdout
+            );
+        },
+    );
 }
 
 /// Where our relay listens, one round each.
 const ANY: [&str; 2] = ["0.0.0.0:0", "[::]:0"];
+
+/// One round of a mail test: our relay on one of [`ANY`], and its spool.
+struct Round {
+    n: usize,
+    relay: common::Server,
+    spool: PathBuf,
+}
+
+/// Builds the setup of `test` (or returns, after saying why it cannot) and
+/// runs `check` with our relay bound to 0.0.0.0, then to [::].
+fn each_round(test: &str, check: impl Fn(&MailLab, &Round)) {
+    let Some(mail) = MailLab::new(test) else {
+        return;
+    };
+    for (n, any) in ANY.into_iter().enumerate() {
+        let (relay, spool) = mail.relay(n, any);
+        check(&mail, &Round { n, relay, spool });
+    }
+}
 
 const MAIL_CLIENT: &str = "04_mail_client";
 

@@ -59,6 +59,24 @@ fn lab(test: &str) -> Option<Lab> {
     Lab::new(test)
 }
 
+/// [`lab`], for a test of the reference echo server's own flags: `None`
+/// (after saying why) under an override too.
+fn echo_lab(test: &str) -> Option<Lab> {
+    let lab = lab(test)?;
+    reference_only(ECHO, test).then_some(lab)
+}
+
+/// The echo server on the server host, listening on `addr`.
+fn echo_on(lab: &Lab, addr: &str) -> common::Server {
+    lab.start_server(SERVER_HOST, ECHO, &["--addr", addr], 1)
+}
+
+/// The echo server on the server host, listening on `addr`, admitting
+/// only `--allow allow`.
+fn echo_allowing(lab: &Lab, addr: &str, allow: &str) -> common::Server {
+    lab.start_server(SERVER_HOST, ECHO, &["--addr", addr, "--allow", allow], 1)
+}
+
 /// How to see that a server let a client in: what it says first.
 #[derive(Clone, Copy, Debug)]
 enum Hello {
