@@ -15,7 +15,9 @@
 mod common;
 
 use assert_cmd::Command as AssertCommand;
-use common::mail::{MailWire, Relay, USERS, expect, mail_bob, python, send_message, transaction};
+use common::mail::{
+    MailWire, Relay, USERS, expect, from_alice, mail_bob, python, send_message, transaction,
+};
 use common::{connect, have, reference_only, temp_dir};
 use predicates::prelude::*;
 use std::fs;
@@ -538,12 +540,7 @@ fn relayed_spam_keeps_headers_and_is_relayed() {
         &["--next-hop", &hop, "--retry-base-ms", "200"],
     );
     let spam = format!("Subject: test\r\n\r\n{GTUBE}\r\n");
-    send_message(
-        a.smtp(),
-        "alice@example.test",
-        &["carol@remote.test"],
-        &spam,
-    );
+    from_alice(a.smtp(), "carol@remote.test", &spam);
     let junk = b.spool.join("carol").join(".Junk").join("new");
     let letter = relayed_letter(&a, &b, &junk);
     // B removed A's X-Spam-* fields and wrote its own: one of each.

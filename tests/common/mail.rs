@@ -236,7 +236,12 @@ pub fn alice_to_bob(wire: &mut MailWire, data: &[u8]) -> String {
 
 /// [`send_message`] from alice to bob, both of `example.test`.
 pub fn mail_bob(addr: SocketAddr, data: &str) {
-    send_message(addr, "alice@example.test", &["bob@example.test"], data);
+    from_alice(addr, "bob@example.test", data);
+}
+
+/// [`send_message`] from `alice@example.test` to one recipient, `to`.
+pub fn from_alice(addr: SocketAddr, to: &str, data: &str) {
+    send_message(addr, "alice@example.test", &[to], data);
 }
 
 /// Runs a Python script (the interop tests' `smtplib` and `poplib`): the

@@ -27,8 +27,8 @@ mod smtp;
 
 use assert_cmd::Command as AssertCommand;
 use common::mail::{
-    LINE_CLOCK_ONLY, MailWire, Relay, USERS, alice_to_bob, expect, mail_bob, python, send_message,
-    start_relay, transaction,
+    LINE_CLOCK_ONLY, MailWire, Relay, USERS, alice_to_bob, expect, from_alice, mail_bob, python,
+    send_message, start_relay, transaction,
 };
 use common::{Server, have, override_command, reference_only, temp_dir};
 use predicates::prelude::*;

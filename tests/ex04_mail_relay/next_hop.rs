@@ -28,10 +28,9 @@ fn handover_is_the_250_not_the_quit() {
     assert_eq!(r.spool, spool);
     let started = Instant::now();
     for subject in ["first", "second"] {
-        send_message(
+        from_alice(
             r.smtp(),
-            "alice@example.test",
-            &["carol@remote.test"],
+            "carol@remote.test",
             &format!("Subject: {subject}\r\n\r\nhi\r\n"),
         );
     }
@@ -74,10 +73,9 @@ fn refused_mail_bounces_to_its_sender() {
     }
     let hop = FakeHop::answering(true);
     let r = relay_to("bounce", hop.addr, &[]);
-    send_message(
+    from_alice(
         r.smtp(),
-        "alice@example.test",
-        &["nobody@remote.test"],
+        "nobody@remote.test",
         "Subject: for nobody\r\nMessage-ID: <m1@example.test>\r\n\r\nhi\r\n",
     );
     let bounce = bounce_to_alice(&r);
@@ -143,10 +141,9 @@ fn mail_past_max_queue_age_bounces() {
     }
     let hop = FakeHop::answering(true);
     let r = relay_to("max_age", hop.addr, &["--max-queue-age-ms", "1500"]);
-    send_message(
+    from_alice(
         r.smtp(),
-        "alice@example.test",
-        &["later@remote.test"],
+        "later@remote.test",
         "Subject: patience\r\n\r\nx\r\n",
     );
     let bounce = bounce_to_alice(&r);
@@ -184,10 +181,9 @@ fn eight_bit_mail_needs_8bitmime_at_the_next_hop() {
     }
     let plain = FakeHop::answering(false);
     let r = relay_to("eight_bit", plain.addr, &[]);
-    send_message(
+    from_alice(
         r.smtp(),
-        "alice@example.test",
-        &["carol@remote.test"],
+        "carol@remote.test",
         "Subject: caf\u{e9}\r\n\r\nna\u{ef}ve\r\n",
     );
     let bounce = bounce_to_alice(&r);
@@ -197,10 +193,9 @@ fn eight_bit_mail_needs_8bitmime_at_the_next_hop() {
         "the 8-bit message was offered to a hop without 8BITMIME: {:?}",
         plain.lines()
     );
-    send_message(
+    from_alice(
         r.smtp(),
-        "alice@example.test",
-        &["carol@remote.test"],
+        "carol@remote.test",
         "Subject: plain\r\n\r\nascii\r\n",
     );
     assert!(
@@ -210,10 +205,9 @@ fn eight_bit_mail_needs_8bitmime_at_the_next_hop() {
     );
     let modern = FakeHop::answering(true);
     let r2 = relay_to("eight_bit_ok", modern.addr, &[]);
-    send_message(
+    from_alice(
         r2.smtp(),
-        "alice@example.test",
-        &["carol@remote.test"],
+        "carol@remote.test",
         "Subject: caf\u{e9}\r\n\r\nna\u{ef}ve\r\n",
     );
     assert!(

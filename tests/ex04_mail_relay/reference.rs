@@ -13,10 +13,9 @@ fn permanent_refusal_by_next_hop_is_not_retried() {
     }
     let hop2 = Relay::remote("refusal_hop2", "127.0.0.1:0", &[]);
     let hop1 = relay_to("refusal_hop1", hop2.smtp(), &[]);
-    send_message(
+    from_alice(
         hop1.smtp(),
-        "alice@example.test",
-        &["nobody@remote.test"],
+        "nobody@remote.test",
         "Subject: lost\r\n\r\nx\r\n",
     );
     hop1.server

@@ -134,10 +134,9 @@ fn next_hop_down_then_up_delivers() {
     let port = free_port();
     let hop2_addr = format!("127.0.0.1:{port}");
     let hop1 = relay_to("hop_down_hop1", hop2_addr.parse().unwrap(), &[]);
-    send_message(
+    from_alice(
         hop1.smtp(),
-        "alice@example.test",
-        &["carol@remote.test"],
+        "carol@remote.test",
         "Subject: patience\r\n\r\nwait\r\n",
     );
     // Nobody listens on hop 2's port yet: the message must wait, not vanish.
