@@ -563,17 +563,8 @@ fn exercise_naive_bayes() {
         return;
     }
     let dir = temp_dir("bayes");
-    let corpus = dir.join("corpus");
     let mut rng = common::Rng::from_time("exercise_naive_bayes");
-    for (pile, own) in [("spam", SPAM_WORDS), ("ham", HAM_WORDS)] {
-        fs::create_dir_all(corpus.join(pile)).unwrap();
-        for n in 0..(20 + rng.below(20)) {
-            let subject = words(own, 3, &mut rng);
-            let body = words(own, 20 + rng.below(40) as usize, &mut rng);
-            let text = format!("Subject: {subject}\n\n{body}\n");
-            fs::write(corpus.join(pile).join(format!("{n}.eml")), text).unwrap();
-        }
-    }
+    let corpus = write_corpus(&dir.join("corpus"), &mut rng);
     let r = Relay::start_in(&dir, USERS, &["--bayes", corpus.to_str().unwrap()]);
     // Messages that lean each way, and mixed ones; all with the headers
     // the built-in rules want, so only the Bayes filter speaks.
@@ -749,6 +740,22 @@ const HAM_WORDS: &[&str] = &[
 const SHARED: &[&str] = &[
     "the", "and", "you", "offer", "today", "please", "Re", "2026",
 ];
+
+/// Two piles of 20 to 39 messages each in `corpus` (`spam/` of
+/// [`SPAM_WORDS`], `ham/` of [`HAM_WORDS`], both with [`SHARED`] words);
+/// returns `corpus`.
+fn write_corpus(corpus: &Path, rng: &mut common::Rng) -> PathBuf {
+    for (pile, own) in [("spam", SPAM_WORDS), ("ham", HAM_WORDS)] {
+        fs::create_dir_all(corpus.join(pile)).unwrap();
+        for n in 0..(20 + rng.below(20)) {
+            let subject = words(own, 3, rng);
+            let body = words(own, 20 + rng.below(40) as usize, rng);
+            let text = format!("Subject: {subject}\n\n{body}\n");
+            fs::write(corpus.join(pile).join(format!("{n}.eml")), text).unwrap();
+        }
+    }
+    corpus.to_path_buf()
+}
 
 /// `n` words, each from `own` (6 times in 10) or from [`SHARED`].
 fn words(own: &[&str], n: usize, rng: &mut common::Rng) -> String {
