@@ -4,6 +4,7 @@
 //! POP3 password guessing.
 
 use super::*;
+use common::files_under;
 use common::mail::{LINE_CLOCK_ONLY, MailWire, Relay};
 
 /// Mail relay: 4,000 garbage sessions on SMTP and POP3 (bad commands and
@@ -36,7 +37,7 @@ fn mail_relay_survives_garbage() {
     still_up(&ctx, &mut server);
     threads_settle(&ctx, &server, before);
     assert_eq!(
-        all_files(&spool),
+        files_under(&spool),
         Vec::<String>::new(),
         "the garbage left files in the spool\n{}",
         ctx.about()
@@ -44,7 +45,7 @@ fn mail_relay_survives_garbage() {
 
     send_and_fetch_one(&ctx, smtp, pop3);
 
-    let files = all_files(&spool);
+    let files = files_under(&spool);
     assert!(
         files.len() == 1 && files[0].starts_with("bob/new/"),
         "the spool should hold bob's one message, and holds {files:?}\n{}",
@@ -157,7 +158,7 @@ fn slow_loris_is_dropped_mail_relay() {
     let mut wire = MailWire::smtp(smtp);
     wire.cmd_expect("NOOP", "250");
     assert_eq!(
-        all_files(&spool),
+        files_under(&spool),
         Vec::<String>::new(),
         "a half-received message was stored"
     );
@@ -211,7 +212,7 @@ fn slow_message_body_is_dropped_mail_relay() {
     wire.cmd_expect("NOOP", "250");
     drop(wire);
     assert_eq!(
-        all_files(&spool),
+        files_under(&spool),
         Vec::<String>::new(),
         "a half-received message was stored"
     );
@@ -259,11 +260,11 @@ fn mail_relay_memory_stays_bounded() {
     // The hang-ups remove the half-received messages (each connection's
     // thread notices its client went, in its own time).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while all_files(&spool).len() > 1 && Instant::now() < deadline {
+    while files_under(&spool).len() > 1 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(100));
     }
     assert!(to_bob(&mut wire, "Subject: after\r\n\r\nstill here\r\n").starts_with("250"));
-    let files = all_files(&spool);
+    let files = files_under(&spool);
     assert!(
         files.len() == 2 && files.iter().all(|f| f.starts_with("bob/new/")),
         "the spool should hold bob's two messages, and holds {files:?}"
@@ -306,7 +307,7 @@ fn max_conns_flood_mail_relay() {
         raw_line(&mut stream).starts_with("+OK")
     });
     drop((smtp_held, pop3_held));
-    assert_eq!(all_files(&spool), Vec::<String>::new());
+    assert_eq!(files_under(&spool), Vec::<String>::new());
     threads_settle(&ctx, &server, before);
 }
 
@@ -386,7 +387,7 @@ fn pass_greylisting(smtp: SocketAddr) {
 /// verdict of ours, its folder matches it, and GTUBE is always in `.Junk`.
 fn check_verdicts(ctx: &Ctx, spool: &Path) {
     let mut stored = 0;
-    for name in all_files(spool) {
+    for name in files_under(spool) {
         if name == ".greylist" {
             continue;
         }
@@ -751,29 +752,6 @@ fn pop3_session(addr: SocketAddr, rng: &mut Rng, log: &mut Vec<String>) -> Resul
     let mut s = Session::open(addr, log)?;
     s.send_split(rng, &bytes);
     s.end(end).map(drop)
-}
-
-/// Every file under `dir`, relative to it, sorted.
-fn all_files(dir: &Path) -> Vec<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(base, &path, out);
-            } else {
-                out.push(
-                    path.strip_prefix(base)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }
 
 /// A mail relay with `extra` flags; returns it and its spool folder.

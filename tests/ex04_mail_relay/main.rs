@@ -30,7 +30,7 @@ use common::mail::{
     LINE_CLOCK_ONLY, MailWire, Relay, USERS, alice_to_bob, expect, from_alice, mail_bob, python,
     send_message, start_relay, transaction,
 };
-use common::{Server, have, override_command, reference_only, temp_dir};
+use common::{Server, files_under, free_port, have, override_command, reference_only, temp_dir};
 use predicates::prelude::*;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -85,22 +85,6 @@ fn maildir(spool: &Path, user: &str) -> Vec<Vec<u8>> {
     paths.iter().map(|p| fs::read(p).unwrap()).collect()
 }
 
-/// Every file anywhere under `dir`.
-fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                found.extend(all_files(&path));
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
-
 /// Polls `check` until it holds or `timeout` passes.
 fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -117,15 +101,6 @@ fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A port that was free a moment ago (bind, read the port, drop).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A relay forwarding to `hop`, with fast retries and `extra` flags.

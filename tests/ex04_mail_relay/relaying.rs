@@ -22,9 +22,9 @@ fn relay_refused_outside_relay_allow() {
     expect(&wire.cmd("DATA"), "554");
     expect(&wire.cmd("QUIT"), "221");
     assert!(
-        all_files(&r.spool).is_empty(),
+        files_under(&r.spool).is_empty(),
         "stored: {:?}",
-        all_files(&r.spool)
+        files_under(&r.spool)
     );
 }
 
@@ -61,7 +61,7 @@ fn full_disk_gets_451_and_leaves_nothing_behind() {
     // Far too big for the limit: the text itself cannot be kept.
     let reply = alice_to_bob(&mut wire, &message_of(2 * FILE_LIMIT));
     expect(&reply, "451");
-    assert_eq!(spool_files(&r.spool), Vec::<String>::new(), "left behind");
+    assert_eq!(files_under(&r.spool), Vec::<String>::new(), "left behind");
     // Bob's copy (65,114 bytes of text, a short Return-Path and our
     // Received: header) fits; the queue file, whose envelope names twenty
     // remote recipients (660 bytes), does not.
@@ -76,7 +76,7 @@ fn full_disk_gets_451_and_leaves_nothing_behind() {
     );
     expect(&reply, "451");
     assert_eq!(
-        spool_files(&r.spool),
+        files_under(&r.spool),
         Vec::<String>::new(),
         "a copy was delivered although the message got 451"
     );
@@ -88,7 +88,7 @@ fn full_disk_gets_451_and_leaves_nothing_behind() {
         b"Subject: small\r\n\r\nok\r\n",
     );
     expect(&reply, "250");
-    let files = spool_files(&r.spool);
+    let files = files_under(&r.spool);
     assert_eq!(files.len(), 2, "{files:?}");
     assert!(
         files[0].starts_with(".queue/active/") && files[1].starts_with("bob/new/"),
@@ -248,21 +248,6 @@ fn message_of(size: usize) -> Vec<u8> {
         data.extend_from_slice(&line);
     }
     data
-}
-
-/// The files under the spool (not counting folders).
-fn spool_files(spool: &Path) -> Vec<String> {
-    let mut files: Vec<String> = all_files(spool)
-        .iter()
-        .map(|p| {
-            p.strip_prefix(spool)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 /// Restarts a relay on the port it had, trying a few times (the port may
