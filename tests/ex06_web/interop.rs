@@ -64,44 +64,15 @@ fn curl_reuse_range_conditional_and_path_as_is() {
                 .map(|d| d.trim().to_string())
         })
         .expect("curl -I shows Last-Modified");
-    let out = run(
-        Command::new("curl").args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-z",
-            &date,
-            &url,
-        ]),
-        60,
-    );
-    assert_eq!(text(&out.stdout), "304");
+    assert_eq!(curl_status(&["-z", &date, &url]), "304");
     let old = "Sat, 01 Jan 2000 00:00:00 GMT";
     let out = run(Command::new("curl").args(["-s", "-z", old, &url]), 60);
     assert_eq!(out.stdout, hello());
 
     let sneaky = format!("http://{}/docs/../../outside.txt", server.addr());
-    let out = run(
-        Command::new("curl").args([
-            "-s",
-            "--path-as-is",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &sneaky,
-        ]),
-        60,
-    );
-    assert_eq!(text(&out.stdout), "400");
+    assert_eq!(curl_status(&["--path-as-is", &sneaky]), "400");
     // Without --path-as-is, curl itself removes the dots first.
-    let out = run(
-        Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &sneaky]),
-        60,
-    );
-    assert_eq!(text(&out.stdout), "404");
+    assert_eq!(curl_status(&[&sneaky]), "404");
 }
 
 /// Python's `http.client` keeps one connection for several requests
@@ -316,6 +287,13 @@ fn chromium_renders_the_course() {
 
 // ---------------------------------------------------------------------------
 // Helpers.
+
+/// The status code curl reports for one request made with `args` (the body
+/// is thrown away).
+fn curl_status(args: &[&str]) -> String {
+    let all = [&["-s", "-o", "/dev/null", "-w", "%{http_code}"][..], args].concat();
+    text(&run(Command::new("curl").args(all), 60).stdout)
+}
 
 /// Builds this crate's documentation once (`cargo doc --no-deps`) and returns
 /// the folder that holds it, or `None` (and says so) if that failed.
