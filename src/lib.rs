@@ -21,7 +21,8 @@
 //!
 //! # Layout
 //!
-//! * [`framing`]: where one message ends and the next begins (lines, length prefixes), with limits.
+//! * [`framing`]: where one message ends and the next begins (lines, length prefixes), with limits;
+//!   `framing/body.rs` reads the bodies a header counts, whole or chunked.
 //! * [`datagram`]: the speed camera's signed UDP datagrams (chapter 12): build, parse, verify.
 //! * [`connection`]: one socket with its buffers, timeouts and trace; used by servers and clients.
 //! * [`server`]: the thread-per-connection runner: allowlist, connection cap, idle timeout, shutdown.
