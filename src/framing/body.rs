@@ -166,7 +166,7 @@ pub const MAX_TRAILERS: usize = 100;
 /// ```
 ///
 /// Everything is limited: a body over `max` data bytes is a
-/// [`TooLong`] error (see [`is_too_long`]) raised *before* the oversized
+/// [`TooLong`](super::TooLong) error (see [`is_too_long`]) raised *before* the oversized
 /// chunk is read, a chunk-size line over [`MAX_CHUNK_LINE`] bytes or more
 /// than [`MAX_TRAILERS`] trailers are too, and a malformed size (not hex,
 /// more than 16 digits, a sign, a space before it) is an
