@@ -13,169 +13,33 @@
 //! 3. **Timeouts.** A peer that says nothing for the idle timeout is dropped,
 //!    and so is one that starts a line and then trickles it a byte at a time
 //!    (a *slow-loris* attack, which would otherwise tie up a thread forever),
-//!    or trickles a counted body (see [`MIN_BODY_RATE`]).
+//!    or trickles a counted body (see [`MIN_BODY_RATE`]). Each limit is a
+//!    clock over a whole line, body or reply, not over one system call: they
+//!    are in `connection/clock.rs`.
 //! 4. **Tracing** (`--trace`), from [`crate::trace`].
+//!
+//! Which `send_*` to use when:
+//!
+//! | to send | use | goes out | traced as |
+//! |---|---|---|---|
+//! | one protocol line (`OK`, `250 ok`) | [`send_line`](Connection::send_line) | at the next [`flush`](Connection::flush) or read | the line |
+//! | a counted body (a file, a message) | [`send_body`](Connection::send_body) | at the next flush or read | its size |
+//! | a reply already whole in your own buffer (echo) | [`send_now`](Connection::send_now) | at once, no copy | the bytes, escaped |
 
 use crate::framing::{self, LineState};
 use crate::trace::{Direction, Trace};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a line may take to arrive once its first byte has (30 s).
-pub const LINE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The slowest a counted body may arrive, in bytes per second on average,
-/// once its first [line timeout](Connection::set_line_timeout) has passed.
-/// 500 bytes/s is what Apache's `mod_reqtimeout` asks of request bodies by
-/// default: slower than any real link, fast enough that a trickling peer
-/// cannot hold a thread for long.
-pub const MIN_BODY_RATE: u64 = 500;
-
-/// Size of the read and write buffers. 8 KiB is std's default: big enough that
-/// a line or a chunk of a file fits in one system call, small enough that
-/// thousands of connections do not add up to much memory.
-///
-/// Each buffer is allocated on first use, not when the connection is made: a
-/// connection that never reads a line (echo) or never queues a write has no
-/// buffer at all. Ten thousand idle echo connections then cost their thread
-/// stacks and little else (chapter 8 measures it).
-const BUFFER_SIZE: usize = 8 * 1024;
-
-/// The bytes that end each line we send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineEnding {
-    /// `\n`, for our own line protocols (chat, file transfer, auth).
-    Lf,
-    /// `\r\n`, which SMTP and POP3 require on the wire.
-    CrLf,
-}
-
-impl LineEnding {
-    fn bytes(self) -> &'static [u8] {
-        match self {
-            LineEnding::Lf => b"\n",
-            LineEnding::CrLf => b"\r\n",
-        }
-    }
-}
-
-/// A `TcpStream` that several owners can share without duplicating the file
-/// descriptor: the reader, the writer and (on a server) the shutdown registry
-/// hold the same socket. `&TcpStream` implements `Read` and `Write`, which is
-/// what makes this work.
-#[derive(Debug, Clone)]
-pub struct SharedStream(Arc<TcpStream>);
-
-impl SharedStream {
-    /// Wraps a stream so that it can be shared.
-    pub fn new(stream: TcpStream) -> SharedStream {
-        SharedStream(Arc::new(stream))
-    }
-
-    /// The socket itself, for `peer_addr`, `shutdown` or timeouts.
-    pub fn socket(&self) -> &TcpStream {
-        &self.0
-    }
-}
-
-impl Read for SharedStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buf)
-    }
-}
-
-impl Write for SharedStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.0).write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The sending side of a [`Connection`]: the socket, and the **reply clock**.
-///
-/// A write timeout on the socket bounds each system call, not a reply: a
-/// peer that asks for a big reply (a 1 GiB `GET`) and then reads a little
-/// just before every timeout lets each `write` make some progress, so the
-/// timeout starts again and again, and the peer holds the thread for as long
-/// as it likes. So the idle timeout is measured over the whole reply: from
-/// the first write after we last read, to the last one before we read again.
-/// (A real server may also ask for a minimum send rate; nginx's
-/// `send_timeout`, by contrast, is per write, as ours used to be.)
-#[derive(Debug, Clone)]
-struct ReplyWriter {
-    stream: SharedStream,
-    /// The longest a whole reply may take to go out (the idle timeout).
-    limit: Option<Duration>,
-    /// When the reply now going out started.
-    started: Option<Instant>,
-    /// The write timeout set on the socket now, so that we only make the
-    /// system call when it must change.
-    current: Option<Duration>,
-}
-
-impl ReplyWriter {
-    /// Sets the socket's write timeout to what is left of the reply's time,
-    /// or fails if nothing is. The timeout is tightened only in steps of a
-    /// second, so a fast reply costs no system call beyond its writes.
-    fn arm(&mut self) -> io::Result<()> {
-        let Some(limit) = self.limit else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        let started = *self.started.get_or_insert(now);
-        let left = limit.saturating_sub(now.duration_since(started));
-        if left.is_zero() {
-            return Err(self.too_slow());
-        }
-        let stale = match self.current {
-            Some(current) => current < left || current > left + Duration::from_secs(1),
-            None => true,
-        };
-        if stale {
-            self.stream.socket().set_write_timeout(Some(left))?;
-            self.current = Some(left);
-        }
-        Ok(())
-    }
-
-    fn too_slow(&self) -> io::Error {
-        let limit = self.limit.map_or(0, |l| l.as_secs());
-        io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "the client stopped reading: a reply was not taken within {limit} s (idle timeout)"
-            ),
-        )
-    }
-}
-
-impl Write for ReplyWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.arm()?;
-        self.stream.write(buf).map_err(|e| match e.kind() {
-            // On Unix a timed-out write reports `WouldBlock`, on Windows `TimedOut`.
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => self.too_slow(),
-            _ => e,
-        })
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+mod clock;
+mod shared;
+use clock::{Rang, ReadClock, ReplyWriter};
+pub use shared::SharedStream;
 
 /// One side of a TCP conversation: buffered, framed, timed and traced.
 ///
-/// Which `send_*` to use when:
-///
-/// | to send | use | goes out | traced as |
-/// |---|---|---|---|
-/// | one protocol line (`OK`, `250 ok`) | [`send_line`](Connection::send_line) | at the next [`flush`](Connection::flush) or read | the line |
-/// | a counted body (a file, a message) | [`send_body`](Connection::send_body) | at the next flush or read | its size |
-/// | a reply already whole in your own buffer (echo) | [`send_now`](Connection::send_now) | at once, no copy | the bytes, escaped |
+/// Which `send_*` to use when is the table in the [module doc](self).
 #[derive(Debug)]
 pub struct Connection {
     /// Capacity 0 (no buffer) until a line or body is read: see [`BUFFER_SIZE`].
@@ -223,15 +87,7 @@ impl Connection {
             // No buffers yet: `buffered_reader` and `buffered_writer` make
             // them when first needed.
             reader: BufReader::with_capacity(0, shared.clone()),
-            writer: BufWriter::with_capacity(
-                0,
-                ReplyWriter {
-                    stream: shared,
-                    limit: None,
-                    started: None,
-                    current: None,
-                },
-            ),
+            writer: BufWriter::with_capacity(0, ReplyWriter::new(shared)),
             peer,
             trace: Trace::new(peer, trace),
             idle_timeout: None,
@@ -287,16 +143,14 @@ impl Connection {
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.idle_timeout = timeout;
         self.socket().set_write_timeout(timeout)?;
-        let writer = self.writer.get_mut();
-        writer.limit = timeout;
-        writer.current = timeout;
+        self.writer.get_mut().set_limit(timeout);
         Ok(())
     }
 
     /// We are about to wait for the peer: the reply we were sending is done,
     /// so the next write starts a new reply clock.
     fn reply_done(&mut self) {
-        self.writer.get_mut().started = None;
+        self.writer.get_mut().reply_done();
     }
 
     /// Drops the peer if a line, once started, takes longer than this to
@@ -382,18 +236,9 @@ impl Connection {
         //   must be finished within the line timeout (30 s), so a peer that
         //   sends one byte every few seconds (a slow-loris attack) cannot
         //   hold this thread forever even when there is no idle timeout.
-        let now = Instant::now();
-        let idle = self.idle_timeout;
-        // checked_add: a limit too far off to represent means no limit.
-        let idle_deadline = idle.and_then(|d| now.checked_add(d));
-        let line_limit = self.line_timeout;
         // Within a message that has started, the line clock runs from the
         // message's first byte, even before this line's first byte.
-        let mut line_deadline: Option<Instant> = message
-            .as_deref()
-            .copied()
-            .flatten()
-            .and_then(|start| line_limit.and_then(|l| start.checked_add(l)));
+        let mut clock = self.clock(message.as_deref().copied().flatten());
         let mut current = self.current_read_timeout;
         let result = framing::read_line_with(self.buffered_reader(), max, |reader, state| {
             // Bytes already buffered (a pipelined request, the next header
@@ -402,26 +247,7 @@ impl Connection {
             if !reader.buffer().is_empty() {
                 return Ok(());
             }
-            let wanted = match state {
-                // Nothing of the line (or message) yet: wait up to the idle timeout.
-                LineState::Idle if line_deadline.is_none() => idle,
-                // Part of a line is here: wait only until the nearer deadline.
-                LineState::Idle | LineState::Started => {
-                    if line_deadline.is_none() {
-                        line_deadline = line_limit.and_then(|l| Instant::now().checked_add(l));
-                    }
-                    match [idle_deadline, line_deadline].into_iter().flatten().min() {
-                        None => None,
-                        Some(deadline) => {
-                            let left = deadline.saturating_duration_since(Instant::now());
-                            if left.is_zero() {
-                                return Err(io::Error::from(io::ErrorKind::TimedOut));
-                            }
-                            Some(left)
-                        }
-                    }
-                }
-            };
+            let wanted = clock.line_wait(state)?;
             if wanted != current {
                 reader.get_ref().socket().set_read_timeout(wanted)?;
                 current = wanted;
@@ -433,12 +259,7 @@ impl Connection {
             if started.is_none() && !matches!(result, Ok(None)) {
                 // The message began during this call: when its first byte
                 // arrived if we had to wait for more, else about now.
-                *started = Some(
-                    line_deadline
-                        .zip(line_limit)
-                        .and_then(|(deadline, limit)| deadline.checked_sub(limit))
-                        .unwrap_or_else(Instant::now),
-                );
+                *started = Some(clock.line_started().unwrap_or_else(Instant::now));
             }
         }
         match result {
@@ -447,16 +268,7 @@ impl Connection {
                 Ok(Some(line))
             }
             Ok(None) => Ok(None),
-            Err(e) => {
-                // Which clock ran out? The line clock, if it was running and
-                // is the nearer one; otherwise the idle clock.
-                let line_clock = match (line_deadline, idle_deadline) {
-                    (Some(l), Some(i)) => l <= i,
-                    (Some(_), None) => true,
-                    _ => false,
-                };
-                Err(self.explain_timeout(e, line_clock))
-            }
+            Err(e) => Err(clock.explain(e, clock.line_rang(), &self.trace)),
         }
     }
 
@@ -480,34 +292,19 @@ impl Connection {
     /// set afresh for each read would not do: a peer could send an over-long
     /// line, then trickle its tail a byte at a time and hold the thread forever.
     pub fn skip_line(&mut self) -> io::Result<bool> {
-        let line_clock = match (self.line_timeout, self.idle_timeout) {
-            (Some(line), Some(idle)) => line <= idle,
-            (line, _) => line.is_some(),
-        };
-        let deadline = [self.line_timeout, self.idle_timeout]
-            .into_iter()
-            .flatten()
-            .min()
-            .and_then(|limit| Instant::now().checked_add(limit));
+        // The line has begun (and gone on too long): its clock runs from now.
+        let mut clock = self.clock(Some(Instant::now()));
         self.reply_done();
         self.buffered_reader();
         loop {
-            let wait = match deadline {
-                None => None,
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        let e = io::Error::from(io::ErrorKind::TimedOut);
-                        return Err(self.explain_timeout(e, line_clock));
-                    }
-                    Some(left)
-                }
-            };
+            let wait = clock
+                .line_wait(LineState::Started)
+                .map_err(|e| clock.explain(e, clock.line_rang(), &self.trace))?;
             self.set_read_timeout(wait)?;
             let available = match self.reader.fill_buf() {
                 Ok(bytes) => bytes,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.explain_timeout(e, line_clock)),
+                Err(e) => return Err(clock.explain(e, clock.line_rang(), &self.trace)),
             };
             if available.is_empty() {
                 return Ok(false);
@@ -550,46 +347,24 @@ impl Connection {
         self.flush()?;
         self.reply_done();
         self.buffered_reader();
-        let mut waited = Duration::ZERO;
+        let mut clock = self.clock(None);
         let mut left = len;
         while left > 0 {
             let received = len - left;
-            // What the body clock allows so far (`None`: no limit, when the
-            // clock is off or the sum is too large to represent).
-            let allowed = self
-                .line_timeout
-                .and_then(|grace| grace.checked_add(Duration::from_secs(received / MIN_BODY_RATE)));
-            let mut wait = self.idle_timeout;
-            if let (Some(grace), Some(allowed)) = (self.line_timeout, allowed) {
-                let remaining = allowed.saturating_sub(waited);
-                if remaining.is_zero() {
-                    return Err(self.body_too_slow(received, len, waited, grace));
-                }
-                // Capped at the line timeout, so that during a fast upload
-                // (where `remaining` races ahead) the value stays the same
-                // and setting it costs no system call.
-                let limit = remaining.min(grace);
-                wait = Some(wait.map_or(limit, |idle| idle.min(limit)));
-            }
+            let body_clock = Rang::Body { received, len };
+            let wait = clock
+                .body_wait(received)
+                .map_err(|e| clock.explain(e, body_clock, &self.trace))?;
             self.set_read_timeout(wait)?;
             let asked = Instant::now();
             let filled = self.reader.fill_buf();
-            waited += asked.elapsed();
+            clock.body_waited(asked.elapsed());
             let available = match filled {
                 Ok(bytes) => bytes,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let timed_out = matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    );
-                    // Which clock rang? The body clock's, if it set the wait.
-                    return Err(match (self.line_timeout, allowed) {
-                        (Some(grace), Some(_)) if timed_out && wait != self.idle_timeout => {
-                            self.body_too_slow(received, len, waited, grace)
-                        }
-                        _ => self.explain_timeout(e, false),
-                    });
+                    let rang = clock.body_rang(wait, received, len);
+                    return Err(clock.explain(e, rang, &self.trace));
                 }
             };
             if available.is_empty() {
@@ -630,7 +405,7 @@ impl Connection {
         } else {
             self.reader.read(buf)
         }
-        .map_err(|e| self.explain_timeout(e, false))?;
+        .map_err(|e| self.clock(None).explain(e, Rang::Idle, &self.trace))?;
         // `is_on` first: with tracing off (always, under load) the hot path
         // then costs one test instead of a function call per read.
         if n > 0 && self.trace.is_on() {
@@ -652,7 +427,7 @@ impl Connection {
         loop {
             match self.reader.fill_buf() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.explain_timeout(e, false)),
+                Err(e) => return Err(self.clock(None).explain(e, Rang::Idle, &self.trace)),
                 Ok(_) => break,
             }
         }
@@ -725,46 +500,48 @@ impl Connection {
         self.socket().shutdown(Shutdown::Write)
     }
 
-    /// Turns a read timeout into an error that says which limit was hit.
-    /// (On Unix a timed-out read reports `WouldBlock`, on Windows `TimedOut`.)
-    /// The body clock's error: the peer kept us waiting too long for a body.
-    fn body_too_slow(
-        &self,
-        received: u64,
-        len: u64,
-        waited: Duration,
-        grace: Duration,
-    ) -> io::Error {
-        let text = format!(
-            "body arrived too slowly: {received} of {len} bytes after waiting {:.1} s \
-             (a body may keep us waiting {grace} s plus 1 s per {MIN_BODY_RATE} bytes, \
-             and at most {grace} s at a time)",
-            waited.as_secs_f64(),
-            grace = grace.as_secs_f64()
-        );
-        self.trace.note(&text);
-        io::Error::new(io::ErrorKind::TimedOut, text)
+    /// The read clocks for one wait (see [`ReadClock`]), the line clock
+    /// running since `line_started` if that is known.
+    fn clock(&self, line_started: Option<Instant>) -> ReadClock {
+        ReadClock::start(self.idle_timeout, self.line_timeout, line_started)
     }
+}
 
-    fn explain_timeout(&self, e: io::Error, line_clock: bool) -> io::Error {
-        if !matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ) {
-            return e;
+/// How long a line may take to arrive once its first byte has (30 s).
+pub const LINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The slowest a counted body may arrive, in bytes per second on average,
+/// once its first [line timeout](Connection::set_line_timeout) has passed.
+/// 500 bytes/s is what Apache's `mod_reqtimeout` asks of request bodies by
+/// default: slower than any real link, fast enough that a trickling peer
+/// cannot hold a thread for long.
+pub const MIN_BODY_RATE: u64 = 500;
+
+/// Size of the read and write buffers. 8 KiB is std's default: big enough that
+/// a line or a chunk of a file fits in one system call, small enough that
+/// thousands of connections do not add up to much memory.
+///
+/// Each buffer is allocated on first use, not when the connection is made: a
+/// connection that never reads a line (echo) or never queues a write has no
+/// buffer at all. Ten thousand idle echo connections then cost their thread
+/// stacks and little else (chapter 8 measures it).
+const BUFFER_SIZE: usize = 8 * 1024;
+
+/// The bytes that end each line we send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnding {
+    /// `\n`, for our own line protocols (chat, file transfer, auth).
+    Lf,
+    /// `\r\n`, which SMTP and POP3 require on the wire.
+    CrLf,
+}
+
+impl LineEnding {
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            LineEnding::Lf => b"\n",
+            LineEnding::CrLf => b"\r\n",
         }
-        let text = match (line_clock, self.line_timeout, self.idle_timeout) {
-            (true, Some(limit), _) => format!("line not finished within {} s", limit.as_secs()),
-            (_, _, Some(idle)) => {
-                format!(
-                    "no complete message for {} s (idle timeout)",
-                    idle.as_secs()
-                )
-            }
-            _ => "timed out".to_string(),
-        };
-        self.trace.note(&text);
-        io::Error::new(io::ErrorKind::TimedOut, text)
     }
 }
 
