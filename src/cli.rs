@@ -4,8 +4,9 @@
 //! and plain positional words, prints usage for `--help` (exit status 0), and
 //! answers a mistake with one clear line plus the usage (exit status 2, the
 //! usual code for "you called me wrong"). Real programs use a crate such as
-//! `clap` for this; ours is std-only, so here is a small one (about 250 lines
-//! without its tests).
+//! `clap` for this; ours is std-only, so here is a small one: the definition,
+//! the parser and the usage text of a [`Command`] in this file, and the typed
+//! look-ups of the [`Matches`] it returns in `cli/matches.rs`.
 //!
 //! ```
 //! use netlessons::cli::Command;
@@ -19,12 +20,12 @@
 //! assert!(cmd.parse(["--nope".to_string()]).is_err());
 //! ```
 
-use crate::server::ServerConfig;
-use crate::subnet::Allowlist;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::str::FromStr;
-use std::time::Duration;
+
+// Reading the parsed values: typed look-ups that exit 2 on a bad one.
+mod matches;
+pub use matches::{Matches, parse_size};
 
 /// One option a command accepts.
 #[derive(Debug, Clone)]
@@ -361,121 +362,6 @@ fn usage_error_exit(message: &str, usage_line: &str) -> ! {
     std::process::exit(2);
 }
 
-/// The result of parsing: look values up by their long name.
-#[derive(Debug, Clone)]
-pub struct Matches {
-    command: Command,
-    values: HashMap<&'static str, String>,
-    flags: Vec<&'static str>,
-    positionals: Vec<String>,
-}
-
-impl Matches {
-    /// The value of an option (or its default), if any.
-    pub fn get(&self, long: &str) -> Option<&str> {
-        self.values.get(long).map(String::as_str)
-    }
-
-    /// Was this flag given?
-    pub fn flag(&self, long: &str) -> bool {
-        self.flags.contains(&long)
-    }
-
-    /// The positional words, in order.
-    pub fn positionals(&self) -> &[String] {
-        &self.positionals
-    }
-
-    /// Parses an option's value, or exits 2 naming the option and the problem.
-    pub fn parse_value<T>(&self, long: &str) -> Option<T>
-    where
-        T: FromStr,
-        T::Err: std::fmt::Display,
-    {
-        let text = self.get(long)?;
-        match text.parse() {
-            Ok(v) => Some(v),
-            Err(e) => self.fail(&format!("invalid value '{text}' for {long}: {e}")),
-        }
-    }
-
-    /// Like [`parse_value`](Matches::parse_value), for options that have a default.
-    pub fn value<T>(&self, long: &str) -> T
-    where
-        T: FromStr,
-        T::Err: std::fmt::Display,
-    {
-        match self.parse_value(long) {
-            Some(v) => v,
-            None => self.fail(&format!("{long} is required")),
-        }
-    }
-
-    /// A duration given in whole seconds, where 0 means "never".
-    pub fn seconds(&self, long: &str) -> Option<Duration> {
-        self.parse_value::<u64>(long)
-            .filter(|&s| s > 0)
-            .map(Duration::from_secs)
-    }
-
-    /// A whole number, or `default` when the option is absent; exits 2 on
-    /// anything else.
-    pub fn number(&self, long: &str, default: usize) -> usize {
-        self.parse_value(long).unwrap_or(default)
-    }
-
-    /// Like [`number`](Matches::number), but at least 1 (a count of
-    /// connections or rounds, where 0 would measure nothing).
-    pub fn positive(&self, long: &str, default: usize) -> usize {
-        let n = self.number(long, default);
-        if n == 0 {
-            self.fail(&format!("{long} must be at least 1"));
-        }
-        n
-    }
-
-    /// A size such as `64`, `8K`, `64M` or `1G` (see [`parse_size`]), or
-    /// `default` when the option is absent; exits 2 on anything else.
-    pub fn size(&self, long: &str, default: usize) -> usize {
-        let Some(text) = self.get(long) else {
-            return default;
-        };
-        match parse_size(text) {
-            Some(n) => n,
-            None => self.fail(&format!(
-                "invalid size '{text}' for {long}: use a number such as 64, 8K, 64M or 1G"
-            )),
-        }
-    }
-
-    /// Prints `error: message`, the usage line and a pointer to `--help` to
-    /// stderr, then exits 2.
-    pub fn fail(&self, message: &str) -> ! {
-        usage_error_exit(message, &self.command.usage_line())
-    }
-
-    /// Builds a [`ServerConfig`] from the options added by
-    /// [`Command::server_options`]. `busy_reply` is what a client over
-    /// `--max-conns` is told.
-    pub fn server_config(&self, name: &str, busy_reply: Option<&[u8]>) -> ServerConfig {
-        let mut config = ServerConfig::new(self.get("--addr").unwrap_or("127.0.0.1:0"));
-        config.name = name.to_string();
-        if let Some(allow) = self.parse_value::<Allowlist>("--allow") {
-            config.allow = allow;
-        }
-        config.max_conns = self.parse_value("--max-conns");
-        config.idle_timeout = self.seconds("--idle-timeout");
-        // Only override the 30 s default when the command defines the
-        // option: a command without it must not silently lose the defence.
-        if self.get("--line-timeout").is_some() {
-            config.line_timeout = self.seconds("--line-timeout");
-        }
-        config.trace = self.flag("--trace");
-        config.busy_reply = busy_reply.map(<[u8]>::to_vec);
-        config
-    }
-}
-
 /// What every example's `main` returns: `run`'s own exit status, or, when
 /// `run` failed, `error: …` on stderr and status 1. So one place prints the
 /// error and picks the code, however deep the failure happened:
@@ -504,45 +390,10 @@ pub fn exit_status<T: std::process::Termination>(
     }
 }
 
-/// Parses a size in bytes: digits, then optionally `K`, `M` or `G` (either
-/// case; powers of 1024, as `dd` and `ulimit` count). Zero and overflow are
-/// `None`.
-///
-/// ```
-/// use netlessons::cli::parse_size;
-///
-/// assert_eq!(parse_size("64"), Some(64));
-/// assert_eq!(parse_size("8k"), Some(8 * 1024));
-/// assert_eq!(parse_size("1G"), Some(1 << 30));
-/// assert_eq!(parse_size("3X"), None);
-/// assert_eq!(parse_size("0"), None);
-/// ```
-pub fn parse_size(text: &str) -> Option<usize> {
-    let (digits, unit) = match text.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
-        _ => (text, ' '),
-    };
-    let scale: usize = match unit {
-        ' ' => 1,
-        'K' => 1 << 10,
-        'M' => 1 << 20,
-        'G' => 1 << 30,
-        _ => return None,
-    };
-    // `parse` alone would accept a leading `+`; sizes are plain digits.
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .filter(|&n| n > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
@@ -607,7 +458,6 @@ mod tests {
         assert_eq!(m.seconds("--idle-timeout"), Some(Duration::from_secs(300)));
     }
 
-    /// Mistakes name the option; --help returns the usage, which hides hidden options.
     /// Sizes take K, M or G; zero, signs, other units and overflow are refused.
     #[test]
     fn parses_sizes() {
@@ -629,6 +479,7 @@ mod tests {
         }
     }
 
+    /// Mistakes name the option; --help returns the usage, which hides hidden options.
     #[test]
     fn errors_and_help() {
         let Err(CliError::Usage { message, .. }) = demo().parse(args(&["--bogus"])) else {
