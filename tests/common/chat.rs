@@ -2,7 +2,7 @@
 //! expect a line. `tests/ex02_chat.rs` checks the contract with it, and
 //! `tests/bad_input/chat.rs` checks the room still works after garbage.
 
-use super::{IO_TIMEOUT, connect};
+use super::{IO_TIMEOUT, connect, halves};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
@@ -19,10 +19,10 @@ pub struct Chatter {
 impl Chatter {
     /// Connects without reading anything yet.
     pub fn raw(addr: SocketAddr) -> Chatter {
-        let stream = connect(addr);
+        let (reader, writer) = halves(connect(addr));
         Chatter {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
+            reader,
+            writer,
             name: String::new(),
         }
     }

@@ -3,6 +3,8 @@
 //! reference's, so each is skipped under an override.
 
 use super::{command, reference_only};
+use assert_cmd::assert::Assert;
+use predicates::prelude::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -16,30 +18,20 @@ use std::time::Duration;
 /// each example of a pair is judged by its own variable.
 #[track_caller]
 pub fn check_help_and_unknown_flag(example: &str, usage_shows: &str, timeout: Duration) {
-    use assert_cmd::Command as AssertCommand;
-    use predicates::prelude::*;
     if !reference_only(example, "help_and_bad_flags") {
         return;
     }
-    AssertCommand::from_std(command(example))
-        .arg("--help")
-        .timeout(timeout)
-        .assert()
+    run_with(example, "--help", timeout)
         .success()
         .stdout(predicate::str::contains("Usage:").and(predicate::str::contains(usage_shows)));
-    AssertCommand::from_std(command(example))
-        .arg("--no-such-flag")
-        .timeout(timeout)
-        .assert()
-        .code(2)
-        .stderr(
-            predicate::str::starts_with("error: unknown option '--no-such-flag'")
-                // The usage line and a pointer to --help, not the whole
-                // help, which would bury the one line that matters.
-                .and(predicate::str::contains("Usage: "))
-                .and(predicate::str::contains("try '--help'"))
-                .and(predicate::str::contains("Options:").not()),
-        );
+    run_with(example, "--no-such-flag", timeout).code(2).stderr(
+        predicate::str::starts_with("error: unknown option '--no-such-flag'")
+            // The usage line and a pointer to --help, not the whole
+            // help, which would bury the one line that matters.
+            .and(predicate::str::contains("Usage: "))
+            .and(predicate::str::contains("try '--help'"))
+            .and(predicate::str::contains("Options:").not()),
+    );
 }
 
 /// Checks that the server `example` refuses a stray positional argument (a
@@ -48,20 +40,23 @@ pub fn check_help_and_unknown_flag(example: &str, usage_shows: &str, timeout: Du
 /// `--addr`'s). Skipped under an override: the wording is the reference's.
 #[track_caller]
 pub fn check_stray_argument(example: &str, default_host: &str, timeout: Duration) {
-    use assert_cmd::Command as AssertCommand;
-    use predicates::prelude::*;
     if !reference_only(example, "a stray positional argument is refused") {
         return;
     }
-    AssertCommand::from_std(command(example))
-        .arg("7005")
-        .timeout(timeout)
-        .assert()
+    run_with(example, "7005", timeout)
         .code(2)
         .stdout(predicate::str::is_empty())
         .stderr(predicate::str::starts_with(format!(
             "error: unexpected argument '7005': did you mean --addr {default_host}:7005?"
         )));
+}
+
+/// Runs `example` with the one argument `arg`, for at most `timeout`.
+fn run_with(example: &str, arg: &str, timeout: Duration) -> Assert {
+    assert_cmd::Command::from_std(command(example))
+        .arg(arg)
+        .timeout(timeout)
+        .assert()
 }
 
 /// The two command-line tests a server and its client share, written once:
@@ -106,11 +101,7 @@ pub(crate) use server_and_client_flag_tests;
 /// input, and asserts that it succeeded within 30 s; the caller then checks
 /// what it printed (the trace is on stderr).
 #[track_caller]
-pub fn traced_client_run(
-    example: &str,
-    addr: SocketAddr,
-    stdin: &str,
-) -> assert_cmd::assert::Assert {
+pub fn traced_client_run(example: &str, addr: SocketAddr, stdin: &str) -> Assert {
     assert_cmd::Command::from_std(command(example))
         .args(["--addr", &addr.to_string(), "--trace"])
         .write_stdin(stdin)

@@ -4,7 +4,7 @@
 //! commands; [`file_login_lines`] is the login alone, for tests that send
 //! it their own way.
 
-use super::connect;
+use super::{connect, halves};
 use netlessons::sha256::{sha256, to_hex};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -51,11 +51,8 @@ pub struct FileClient {
 impl FileClient {
     /// Connects without reading anything yet (the challenge is waiting).
     pub fn connect(addr: SocketAddr) -> FileClient {
-        let stream = connect(addr);
-        FileClient {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
+        let (reader, writer) = halves(connect(addr));
+        FileClient { reader, writer }
     }
 
     /// Connects and logs in, checking the server's proof as a client must.
@@ -185,8 +182,7 @@ impl FileClient {
 /// buffered reading half, the writing half, the nonce sent, and the answer
 /// (with its line ending).
 pub fn fake_challenge(stream: TcpStream) -> (BufReader<TcpStream>, TcpStream, String, String) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+    let (mut reader, mut writer) = halves(stream);
     let sn = netlessons::auth::new_nonce().unwrap();
     writeln!(writer, "AUTH HMAC-SHA256 {sn}").unwrap();
     let mut line = String::new();

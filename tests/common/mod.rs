@@ -61,7 +61,7 @@ pub use process::{
 #[allow(unused_imports, reason = "each test file uses a different part")]
 pub use wire::{
     IO_TIMEOUT, answers_at_once, assert_dropped_after_a_second, assert_outsider_gets_nothing,
-    connect, dir_entries, files_under, free_port, read_to_end, temp_dir, trickle,
+    connect, dir_entries, files_under, free_port, halves, read_to_end, temp_dir, trickle,
 };
 
 /// The seeded generator tests make their data with (the library's), so a

@@ -191,3 +191,9 @@ pub fn assert_outsider_gets_nothing(example: &str, hello: &[u8]) {
     assert!(got.is_empty(), "an outsider got {got:?}");
     server.expect_stderr("refused: not in the allowlist", Duration::from_secs(10));
 }
+
+/// The two halves a line client keeps of one connection: a buffered reader
+/// for the server's lines, and the stream itself for writing.
+pub fn halves(stream: TcpStream) -> (io::BufReader<TcpStream>, TcpStream) {
+    (io::BufReader::new(stream.try_clone().unwrap()), stream)
+}
