@@ -11,10 +11,10 @@ use assert_cmd::Command as AssertCommand;
 use common::chat::Chatter;
 use common::{Server, connect, have, reference_only, say};
 use predicates::prelude::*;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -606,7 +606,7 @@ fn client_example_reports_the_server_going_away() {
         .spawn()
         .unwrap();
     let _typing = client.stdin.take().unwrap(); // kept open: the user is still there
-    let printed = lines_of(client.stdout.take().unwrap());
+    let printed = common::lines_of(client.stdout.take().unwrap());
     assert!(
         wait_for_line(&printed, |l| l.starts_with("* welcome")),
         "no welcome printed"
@@ -896,22 +896,8 @@ fn start_client(addr: SocketAddr) -> (Child, ChildStdin, Receiver<String>) {
         .spawn()
         .unwrap();
     let typing = client.stdin.take().unwrap();
-    let printed = lines_of(client.stdout.take().unwrap());
+    let printed = common::lines_of(client.stdout.take().unwrap());
     (client, typing, printed)
-}
-
-/// Reads lines from `output` on a thread of their own, as they come.
-fn lines_of(output: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(output).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Waits (bounded) until a line matching `wanted` arrives.

@@ -56,7 +56,8 @@ pub use files::{FileLogin, file_login_lines};
 pub use mail::{read_crlf_line, read_smtp_reply};
 #[allow(unused_imports, reason = "each test file uses a different part")]
 pub use process::{
-    STARTUP_TIMEOUT, Server, command, command_in, crate_dir, describe, example_path, python,
+    STARTUP_TIMEOUT, Server, command, command_in, crate_dir, describe, example_path, lines_of,
+    python,
 };
 #[allow(unused_imports, reason = "each test file uses a different part")]
 pub use wire::{

@@ -36,7 +36,7 @@
 #![allow(dead_code)] // a test file may use only part of this module
 
 use crate::common::{Server, any_override, say, skipped};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -585,15 +585,7 @@ impl Peer {
             .unwrap_or_else(|e| panic!("could not start the python3 relay: {e}"));
         let stdin = child.stdin.take();
         let out = child.stdout.take().unwrap();
-        let (tx, events) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let events = crate::common::lines_of(out);
         let mut peer = Peer {
             child,
             stdin,
