@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use super::{crate_dir, read, shown};
 
 /// The index reads methods (of an `impl` and a `trait`), variants, fields,
-/// a file's items under its module, and goes on after a one-line `impl`.
+/// a file's items under its module, and goes on after a one-line `impl`;
+/// a `pub use` makes a path but does not define the name in its file.
 #[test]
 fn the_index_reads_items_under_their_type_and_module() {
     let mut index = Index::default();
@@ -21,7 +22,8 @@ fn the_index_reads_items_under_their_type_and_module() {
         "pub struct TooLong {\n    pub limit: usize,\n}\n\nimpl Error for TooLong {}\n\n\
          pub fn is_too_long() {}\n\nimpl<'a> Read for Conn<'a> {\n    fn read(&mut self) {}\n}\n\n\
          pub trait Sink {\n    fn take(&mut self);\n}\n\nenum Step {\n    Idle,\n    Body(u64),\n}\n\n\
-         macro_rules! log {\n    () => {};\n}\n",
+         macro_rules! log {\n    () => {};\n}\n\n\
+         pub use body::{\n    copy_exact,\n    read_chunked as Chunks,\n};\npub use body::read_chunked;\n",
     );
     for name in [
         "framing::is_too_long",
@@ -32,6 +34,9 @@ fn the_index_reads_items_under_their_type_and_module() {
         "Step::Idle",
         "Step::Body",
         "netlessons::log",
+        "framing::read_chunked",
+        "framing::Chunks",
+        "netlessons::framing::copy_exact",
     ] {
         assert!(index.defines(name), "{name} not read");
     }
@@ -39,6 +44,7 @@ fn the_index_reads_items_under_their_type_and_module() {
     assert!(!index.defines("Conn::take"));
     assert!(index.defined_in("src/", "Conn::read"));
     assert!(!index.defined_in("src/other.rs", "Conn::read"));
+    assert!(!index.defined_in("src/framing.rs", "copy_exact"));
 }
 
 /// The defined names of the crate's Rust sources.
@@ -82,12 +88,21 @@ impl Index {
             self.define(path, &format!("netlessons::{module}"), None);
         }
         let mut open: Vec<(usize, String, Block)> = Vec::new();
+        let mut reexport: Option<(String, String)> = None;
         for line in source.lines() {
             let code = line.trim_start();
             if code.is_empty() || code.starts_with("//") || code.starts_with('#') {
                 continue;
             }
             let indent = line.len() - code.len();
+            if let Some((_, text)) = reexport.as_mut() {
+                text.push_str(code);
+                if code.ends_with(';') {
+                    let (owner, text) = reexport.take().unwrap();
+                    self.reexport(path, &owner, &text);
+                }
+                continue;
+            }
             while open
                 .last()
                 .is_some_and(|(i, ..)| indent < *i || (indent == *i && code.starts_with('}')))
@@ -100,7 +115,38 @@ impl Index {
                 _ => None,
             };
             self.strings.extend(quoted_words(code));
+            if let Some(text) = code.strip_prefix("pub use ") {
+                if let Some((owner, Block::Module)) = owner {
+                    reexport = Some((owner, text.to_string()));
+                    if code.ends_with(';') {
+                        let (owner, text) = reexport.take().unwrap();
+                        self.reexport(path, &owner, &text);
+                    }
+                }
+                continue;
+            }
             self.add_line(path, code, indent, owner, &mut open);
+        }
+    }
+
+    /// A `pub use` makes a real path of the module (`framing::read_chunked`
+    /// for an item of `framing/body.rs`), so the names count under it; but
+    /// not as defined in this file, which only passes them on.
+    fn reexport(&mut self, path: &str, module: &str, text: &str) {
+        let text = text.trim_end_matches(';');
+        let items = match text.split_once('{') {
+            Some((_, list)) => list.trim_end_matches('}'),
+            None => text,
+        };
+        for item in items.split(',') {
+            let item = item.rsplit(" as ").next().unwrap_or(item);
+            let Some(name) = item.trim().rsplit("::").next().and_then(ident_prefix) else {
+                continue;
+            };
+            self.names.insert(format!("{module}::{name}"));
+            if path.starts_with("src/") {
+                self.names.insert(format!("netlessons::{module}::{name}"));
+            }
         }
     }
 
