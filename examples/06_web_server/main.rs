@@ -38,14 +38,14 @@ use body::MAX_REQUEST_BODY;
 use files::{Resolved, Site};
 use netlessons::cli::Command;
 use netlessons::connection::Connection;
-use netlessons::server::Server;
+use netlessons::server::{Server, lingering_close};
 use netlessons::trace::{Direction, escape};
 use ranges::{RangeAnswer, Validators};
 use request::{HeadError, Request};
 use response::{Persistence, Status};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -194,7 +194,8 @@ fn serve_connection(mut conn: Connection, config: &Config) -> io::Result<()> {
                 let started = Instant::now();
                 let sent = send_error(&mut conn, &mut out, status, false, Persistence::Close);
                 log(config, &conn, &line, status, sent?, started);
-                return linger_and_close(&conn);
+                lingering_close(&mut conn, MAX_REQUEST_BODY);
+                return Ok(());
             }
             Err(HeadError::Io(e)) => return Err(e),
         };
@@ -208,7 +209,8 @@ fn serve_connection(mut conn: Connection, config: &Config) -> io::Result<()> {
             request.started,
         );
         if persistence == Persistence::Close {
-            return linger_and_close(&conn);
+            lingering_close(&mut conn, MAX_REQUEST_BODY);
+            return Ok(());
         }
     }
 }
@@ -464,29 +466,4 @@ fn log(config: &Config, conn: &Connection, line: &[u8], status: Status, sent: u6
             status.code()
         );
     }
-}
-
-/// Closes after a response, gently. Closing a socket that still holds
-/// unread bytes from the client (a body we refused to read, a pipelined
-/// request) makes the system send a reset, and a reset can destroy our
-/// response before the client has read it. So we stop sending, then read
-/// and drop what the client still sends, for a short while, as Apache's
-/// "lingering close" does.
-fn linger_and_close(conn: &Connection) -> io::Result<()> {
-    let socket = conn.socket();
-    let _ = socket.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut buf = [0u8; 4096];
-    let mut drained = 0;
-    while drained < MAX_REQUEST_BODY {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match (&*socket).read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n as u64,
-        }
-    }
-    Ok(())
 }
